@@ -1,0 +1,192 @@
+"""Command-line interface: ``coron3-dask run | simulate | demo``.
+
+The only module that chooses a scheduler, imports ``distributed`` or configures logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from coron3_dask import __version__
+from coron3_dask.config import ConfigError, Coron3Config, load_config
+
+__all__ = ["main"]
+
+log = logging.getLogger("coron3_dask")
+
+SCHEDULERS = ("local", "threads", "processes", "synchronous")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coron3-dask",
+        description="JWST stage-3 coronagraphic processing (calwebb_coron3) as a Dask job.",
+        epilog="Products and names follow jwst's calwebb_coron3: crfints, psfstack, psfalign, psfsub, i2d.",
+    )
+    parser.add_argument("--version", action="version", version=f"coron3_dask {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (-vv for debug)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="process one coron3 association", description=(
+        "Process one coron3 association (ASN JSON) into crfints, psfstack, psfalign, psfsub and i2d."))
+    run.add_argument("asn", type=Path, help="coron3 association JSON file")
+    run.add_argument("-o", "--output-dir", type=Path, default=Path("."), help="directory for products (default: .)")
+    run.add_argument("--psfmask", type=Path, help="PSFMASK reference file (default: look up in --crds-path)")
+    run.add_argument("--crds-path", type=Path, help="CRDS-style cache root (default: $CRDS_PATH)")
+    run.add_argument("--config", type=Path, help="TOML file of step parameters ([klip] truncate = 10)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="STEP.PARAM=VALUE",
+                     help="override one parameter, e.g. --set klip.truncate=10 (repeatable)")
+    run.add_argument("--jwst-compat", action="store_true",
+                     help="behave exactly like jwst 3.0.0: align_refs.align_to=first, align_refs.jwst_compat=true")
+    run.add_argument("--no-save-psfalign", action="store_true", help="do not write psfalign products")
+    _scheduler_args(run)
+
+    sim = sub.add_parser("simulate", help="write a simulated coronagraphic programme", description=(
+        "Write a simulated programme (calints, ASN, PSFMASK, truth.json) in the real on-disk layout."))
+    sim.add_argument("out_dir", type=Path, help="output directory")
+    sim.add_argument("--preset", default="SUB320A335R", help="SUB320A335R (default), SUB640A210R or MASK1550")
+    sim.add_argument("--science-ints", type=int, default=4, help="integrations per science exposure (default 4)")
+    sim.add_argument("--ref-ints", type=int, default=3, help="integrations per reference exposure (default 3)")
+    sim.add_argument("--dither", type=int, default=5, choices=(1, 5, 9), help="reference dither points (default 5)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    demo = sub.add_parser("demo", help="simulate the default programme and run it on a local Dask cluster",
+                          description="Simulate the default programme into DIR/inputs and process it into DIR/products.")
+    demo.add_argument("--dir", type=Path, default=Path("demo_output"), help="working directory (default demo_output)")
+    _scheduler_args(demo)
+    return parser
+
+
+def _scheduler_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution")
+    group.add_argument("--scheduler", default="local", metavar="SPEC",
+                       help="local (LocalCluster, default), threads, processes, synchronous, or tcp://host:port")
+    group.add_argument("--scheduler-file", type=Path, help="connect to the cluster described by this file")
+    group.add_argument("--workers", type=int, help="local: number of worker processes (default: cores)")
+    group.add_argument("--threads-per-worker", type=int, default=1, help="local: threads per worker (default 1)")
+    group.add_argument("--memory-limit", default="auto", help="local: memory limit per worker (default auto)")
+    group.add_argument("--performance-report", type=Path, help="save Dask's performance report (HTML)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@contextlib.contextmanager
+def scheduler(args: argparse.Namespace) -> Iterator[str | None]:
+    """Enter the requested scheduler; yield the dashboard URL when there is one."""
+    spec = args.scheduler
+    if args.scheduler_file or spec.startswith(("tcp://", "tls://", "ucx://")) or spec == "local":
+        from distributed import Client, LocalCluster, performance_report
+
+        with contextlib.ExitStack() as stack:
+            if args.scheduler_file:
+                client = stack.enter_context(Client(scheduler_file=str(args.scheduler_file)))
+            elif spec == "local":
+                n = args.workers or os.cpu_count() or 1
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=n, threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
+                    processes=True, dashboard_address="127.0.0.1:0", host="127.0.0.1"))
+                client = stack.enter_context(Client(cluster))
+            else:
+                client = stack.enter_context(Client(spec))
+            if args.performance_report:
+                stack.enter_context(performance_report(filename=str(args.performance_report)))
+            yield client.dashboard_link
+        return
+    if spec not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {spec!r}: use local, threads, processes, synchronous or tcp://host:port")
+    import dask
+
+    with dask.config.set(scheduler=spec):
+        yield None
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("coron3_dask")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from coron3_dask import pipeline
+
+    overrides = list(args.overrides)
+    if args.jwst_compat:
+        overrides = ["align_refs.align_to=first", "align_refs.jwst_compat=true", *overrides]
+    if args.no_save_psfalign:
+        overrides.append("save_psfalign=false")
+    config = load_config(args.config, overrides)
+    inputs = pipeline.open_inputs(args.asn, psfmask=args.psfmask or config.align_refs.override_psfmask or None,
+                                  crds_path=args.crds_path)
+    products = pipeline.build(inputs, config)
+    start = time.perf_counter()
+    with scheduler(args) as dashboard:
+        if dashboard:
+            print(f"Dask dashboard: {dashboard}", file=sys.stderr)
+        result = pipeline.run(inputs, config, args.output_dir, products=products)
+    elapsed = time.perf_counter() - start
+    record = args.output_dir / f"{inputs.association.product_name}_coron3_dask.json"
+    record.write_text(json.dumps({"version": __version__, "parameters": config.to_dict(),
+                                  "inputs": [str(p) for p in inputs.files],
+                                  "products": [p.name for p in result.paths], "wall_seconds": elapsed},
+                                 indent=2))
+    print(f"Wrote {len(result.paths)} products to {args.output_dir} in {elapsed:.1f} s:")
+    for path in result.paths:
+        print(f"  {path.name}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from coron3_dask.simulate import simulate_programme
+
+    sim = simulate_programme(args.out_dir, preset=args.preset, n_science_ints=args.science_ints,
+                             n_ref_ints=args.ref_ints, n_dither=args.dither, seed=args.seed)
+    print(f"Simulated programme in {sim.directory}: association {sim.asn_path.name}, "
+          f"{len(sim.science_files)} science + {len(sim.psf_files)} PSF exposures, truth in {sim.truth_path.name}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from coron3_dask.simulate import simulate_programme
+
+    inputs = args.dir / "inputs"
+    sim = simulate_programme(inputs)
+    print(f"Simulated the default programme (NIRCam SUB320A335R, 2 rolls, 5-point reference dither) in {inputs}")
+    args.asn = sim.asn_path
+    args.output_dir = args.dir / "products"
+    args.psfmask, args.crds_path, args.config = sim.psfmask_path, None, None
+    args.overrides, args.jwst_compat, args.no_save_psfalign = [], False, False
+    status = _run(args)
+    print(f"Inputs: {inputs}\nProducts: {args.output_dir}\nTruth: {sim.truth_path}")
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit status."""
+    args = _parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    handlers = {"run": _run, "simulate": _simulate, "demo": _demo}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("coron3-dask: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"coron3-dask: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure NumPy/SciPy kernels: one integration (or one exposure cube) per call."""

@@ -1,0 +1,128 @@
+"""align_refs: bad-pixel replacement and Fourier least-squares alignment of the references."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from coron3_dask import schema
+from coron3_dask.kernels import align as kernel
+
+__all__ = ["PARAMS", "align_refs", "replace_bad_pixels"]
+
+#: names of the fitted parameters on the ``param`` dimension of ``shifts``
+PARAMS = ("sx", "sy", "beta")
+
+
+def replace_bad_pixels(cube: xr.Dataset, *, box: int, bad_bits: int, zero_bits: int) -> xr.DataArray:
+    """Median-replace bad pixels in every frame of a cube (jwst ``median_replace_img``).
+
+    Parameters
+    ----------
+    cube : xr.Dataset
+        ``sci`` (float32) and ``dq`` (uint32) on ``(integration|ref, y, x)``.
+    box : int
+        Full width of the median box (``median_box_length``).
+    bad_bits : int
+        DQ bits that mark a pixel bad (NaNs are always bad).
+    zero_bits : int
+        Bad pixels carrying any of these bits are set to 0 (MIRI NON_SCIENCE), else 0.
+
+    Returns
+    -------
+    xr.DataArray
+        The replaced ``sci``, float32, same dims and chunks; one kernel call per frame.
+    """
+    frame = list(schema.FRAME_DIMS)
+    return xr.apply_ufunc(
+        kernel.median_replace_one,
+        cube["sci"],
+        cube["dq"],
+        input_core_dims=[frame, frame],
+        output_core_dims=[frame],
+        kwargs={"box": box, "bad_bits": bad_bits, "zero_bits": zero_bits},
+        vectorize=True,
+        dask="parallelized",
+        output_dtypes=[np.float32],
+    )
+
+
+def align_refs(
+    target: xr.DataArray,
+    refs: xr.DataArray,
+    ref_err: xr.DataArray,
+    mask: xr.DataArray,
+    *,
+    align_to: str = "each",
+    jwst_compat: bool = False,
+) -> xr.Dataset:
+    """Align every reference frame to the science integrations.
+
+    Parameters
+    ----------
+    target : xr.DataArray, (integration, y, x) float32
+        Median-replaced science cube.
+    refs : xr.DataArray, (ref, y, x) float32
+        Median-replaced PSF stack.
+    ref_err : xr.DataArray, (ref, y, x) float32
+        PSF-stack ERR (not replaced, as in jwst).
+    mask : xr.DataArray, (y, x) float32
+        PSFMASK weights (1 = full weight).
+    align_to : {"each", "first"}
+        ``"each"``: one fit per (integration, ref) pair, 4-D output.  ``"first"``: fits
+        against integration 0 only, 3-D output (jwst >= 1.16).
+    jwst_compat : bool
+        Reproduce jwst 3.0.0's single-precision MINPACK fit exactly (spec 6.5).
+
+    Returns
+    -------
+    xr.Dataset
+        ``sci``, ``err`` (float32) and ``dq`` (uint32 zeros) on
+        ``(integration, ref, y, x)`` (``each``) or ``(ref, y, x)`` (``first``), and
+        ``shifts`` (float64) on ``(..., ref, param)`` with ``param = sx, sy, beta``: the
+        science frame shifted by ``(sx, sy)`` and scaled by ``beta`` matches the reference;
+        the aligned reference is the reference shifted by ``(-sx, -sy)``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``align_to`` or mask shape differing from the frames.
+
+    Notes
+    -----
+    One task per science integration aligns all references to it; the references, their
+    errors and the mask are single chunks shared by every task.
+    """
+    if align_to not in ("each", "first"):
+        raise ValueError(f"align_to must be 'each' or 'first', got {align_to!r}")
+    frame = list(schema.FRAME_DIMS)
+    if mask.shape != tuple(target.sizes[d] for d in frame):
+        raise ValueError(f"PSFMASK shape {mask.shape} differs from the science frame shape "
+                         f"{tuple(target.sizes[d] for d in frame)}")
+    if align_to == "first":
+        target = target.isel({schema.INTEGRATION: slice(0, 1)})
+    whole = {d: -1 for d in refs.dims}
+    stack = [schema.REF, *frame]
+    sci, err, shifts = xr.apply_ufunc(
+        kernel.align_one,
+        target.chunk({schema.INTEGRATION: 1, **{d: -1 for d in frame}}),
+        refs.chunk(whole),
+        ref_err.chunk(whole),
+        mask.chunk({d: -1 for d in frame}),
+        input_core_dims=[frame, stack, stack, frame],
+        output_core_dims=[stack, stack, [schema.REF, "param"]],
+        kwargs={"jwst_compat": jwst_compat},
+        vectorize=True,
+        dask="parallelized",
+        output_dtypes=[np.float32, np.float32, np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"param": len(PARAMS)}},
+    )
+    dims = (schema.INTEGRATION, *stack)
+    out = xr.Dataset({"sci": sci.transpose(*dims), "err": err.transpose(*dims),
+                      "shifts": shifts.transpose(schema.INTEGRATION, schema.REF, "param")})
+    out["dq"] = (dims, da.zeros(out["sci"].shape, dtype=np.uint32, chunks=out["sci"].data.chunks))
+    out = out.assign_coords(param=list(PARAMS))
+    if align_to == "first":
+        out = out.isel({schema.INTEGRATION: 0}, drop=True)
+    return out
