@@ -1,112 +1,385 @@
 """All file I/O: associations, calints and PSFMASK files in; FITS products out.
 
 Headers are read eagerly (cheap) and pixels lazily: the Dask graph holds file paths and read
-tasks, never pixel arrays, so it can be shipped to remote workers.  Every write goes to a
-temporary name in the destination directory and is renamed into place when complete.
+tasks, never pixel arrays, so it can be shipped to remote workers.  Each read task is named
+from ``tokenize(path, mtime, extension)``, so opening a file twice gives the same graph.
+Byte-level FITS work (header scans, the read tasks, whole-file and slab-by-slab writes
+through a temporary name renamed into place) lives in :mod:`coron3_dask.fits_stream`; its
+writers and :class:`InputError` are re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
+import xarray as xr
 from astropy.io import fits
 
+from coron3_dask import schema
+from coron3_dask.fits_stream import (  # the byte-level half of the I/O layer; writers re-exported
+    Extension, ExtensionSpec, FitsLayout, InputError, append_table, atomic_path, data_nbytes, image_shape,
+    lazy_extension, preallocate_fits, read_extension, scan_fits, write_fits, write_slab,
+)
+
 __all__ = [
-    "Extension",
-    "InputError",
-    "atomic_path",
-    "write_fits",
+    "Association", "Extension", "ExtensionSpec", "FitsLayout", "InputError", "append_table", "atomic_path",
+    "check_same_frame", "find_psfmask", "lazy_psfmask", "open_calints", "open_exposures", "preallocate_fits",
+    "read_association", "read_psfmask", "write_fits", "write_slab",
 ]
 
 
-class InputError(ValueError):
-    """An input file (association, exposure, reference file) is missing or malformed."""
+# --------------------------------------------------------------------------- association
+@dataclass(frozen=True)
+class Association:
+    """The parts of a coron3 association the pipeline uses (spec §2.1).
 
-
-@dataclass
-class Extension:
-    """One FITS extension to write.
-
-    Parameters
-    ----------
-    name : str
-        EXTNAME.
-    data : ndarray or None
-        Image array (written big-endian as FITS requires) or a structured array for a
-        binary table (``table=True``).
-    header : mapping
-        Extra header cards (``{"BUNIT": "MJy/sr"}`` or ``{"KEY": (value, comment)}``).
-    table : bool
-        Write ``data`` as a binary table.
+    ``science`` and ``psf`` are absolute member paths in ASN order; ``raw`` is the parsed JSON.
     """
 
-    name: str
-    data: np.ndarray | None
-    header: Mapping[str, Any] = field(default_factory=dict)
-    table: bool = False
+    path: Path
+    asn_id: str
+    product_name: str
+    asn_pool: str
+    asn_table: str
+    science: tuple[Path, ...]
+    psf: tuple[Path, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
 
 
-def _header(cards: Mapping[str, Any]) -> fits.Header:
-    header = fits.Header()
-    for key, value in cards.items():
-        if isinstance(value, tuple):
-            header[key] = value
-        elif value is None:
+def _members(product: dict[str, Any], base: Path, problems: list[str]) -> dict[str, list[Path]]:
+    groups: dict[str, list[Path]] = {"science": [], "psf": []}
+    members = product.get("members")
+    if not isinstance(members, list) or not members:
+        problems.append("products[0].members " + ("missing" if members is None else "is empty or not a list"))
+        return groups
+    counts = dict.fromkeys(groups, 0)
+    seen: dict[Path, int] = {}
+    for i, member in enumerate(members):
+        where = f"products[0].members[{i}]"
+        if not isinstance(member, dict):
+            problems.append(f"{where} is not an object")
             continue
+        values = {key: member.get(key) for key in ("expname", "exptype")}
+        absent = [key for key, val in values.items() if not isinstance(val, str) or not val.strip()]
+        problems.extend(f"{where}.{key} missing" for key in absent)
+        expname, kind = str(values["expname"]), str(values["exptype"]).lower()
+        if absent or kind not in groups:
+            continue
+        counts[kind] += 1
+        file = (base / expname).resolve()
+        if not file.is_file():
+            problems.append(f"{where}.expname {expname!r} not found (looked in {base})")
+        elif file in seen:
+            problems.append(f"{where}.expname {expname!r} duplicates members[{seen[file]}]")
         else:
-            header[key] = value
-    return header
+            seen[file] = i
+            groups[kind].append(file)
+    problems.extend(f"no {kind} members (exptype '{kind}')" for kind, n in counts.items() if n == 0)
+    return groups
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it onto ``path`` only on success.
+def read_association(path: str | Path) -> Association:
+    """Read and validate a coron3 association (ASN JSON).
 
-    A crash or exception leaves no partial file under the final name (and removes the
-    temporary one).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_fits(path: str | Path, primary: Mapping[str, Any], extensions: Sequence[Extension]) -> Path:
-    """Write a multi-extension FITS file atomically.
+    Only ``products[0]`` is used; members whose ``exptype`` is ``science`` or ``psf``
+    (case-insensitive) are kept in ASN order, others dropped.  Member files are resolved
+    relative to the ASN file's directory.
 
     Parameters
     ----------
     path : path
-        Final file name.
-    primary : mapping
-        PRIMARY header cards.
-    extensions : sequence of Extension
-        Extensions in order.
+        The ASN JSON file.
+
+    Returns
+    -------
+    Association
+
+    Raises
+    ------
+    InputError
+        Naming the file and every problem found (invalid JSON, missing or wrong fields,
+        no science or psf members, member files missing or listed twice).
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read association: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: top level is a JSON {type(raw).__name__}, expected an object")
+    problems: list[str] = []
+    asn_type, asn_id = raw.get("asn_type"), raw.get("asn_id")
+    if asn_type is None:
+        problems.append("asn_type missing")
+    elif str(asn_type).lower() != "coron3":
+        problems.append(f"asn_type is {asn_type!r}, expected 'coron3'")
+    if not isinstance(asn_id, str) or not asn_id.strip():
+        problems.append("asn_id missing" if asn_id is None else f"asn_id is {asn_id!r}, expected a non-empty string")
+    products, name = raw.get("products"), None
+    groups: dict[str, list[Path]] = {"science": [], "psf": []}
+    if not isinstance(products, list) or not products:
+        problems.append("products missing" if products is None else "products is empty or not a list")
+    elif not isinstance(products[0], dict):
+        problems.append("products[0] is not an object")
+    else:
+        name = products[0].get("name")
+        if not isinstance(name, str) or not name.strip():
+            problems.append("products[0].name missing")
+        groups = _members(products[0], path.resolve().parent, problems)
+    if problems:
+        raise InputError(f"{path}: " + "; ".join(problems))
+    return Association(
+        path=path.resolve(), asn_id=str(asn_id), product_name=str(name), asn_pool=str(raw.get("asn_pool", "")),
+        asn_table=path.name, science=tuple(groups["science"]), psf=tuple(groups["psf"]), raw=raw,
+    )
+
+
+# --------------------------------------------------------------------------- FITS reading
+def _header_dict(header: fits.Header) -> dict[str, Any]:
+    """Header → ``{key: python scalar}``; COMMENT/HISTORY/blank skipped, first duplicate wins."""
+    out: dict[str, Any] = {}
+    for key, value in header.items():
+        if key in ("COMMENT", "HISTORY", ""):
+            continue
+        if isinstance(value, fits.card.Undefined):
+            value = None
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out.setdefault(key, value)
+    return out
+
+
+_CUBE_EXTS = {"SCI": ("sci", schema.FLOAT_DTYPE), "ERR": ("err", schema.FLOAT_DTYPE), "DQ": ("dq", schema.DQ_DTYPE)}
+_CUBE_EXTS.update({name.upper(): (name, schema.FLOAT_DTYPE) for name in schema.VAR_NAMES})
+
+
+def _int_times(path: Path, headers: Mapping[str, fits.Header]) -> list[dict[str, Any]] | None:
+    if "INT_TIMES" not in headers or not data_nbytes(headers["INT_TIMES"]):
+        return None
+    table = fits.getdata(path, extname="INT_TIMES", memmap=False)
+    names = table.dtype.names or ()
+    return [dict(zip(names, row, strict=True)) for row in np.asarray(table).tolist()]
+
+
+def open_calints(path: str | Path) -> xr.Dataset:
+    """Open one ``_calints`` exposure lazily.
+
+    Parameters
+    ----------
+    path : path
+        A calints FITS file (spec §3.1).
+
+    Returns
+    -------
+    xr.Dataset
+        ``sci``, ``err`` : (integration, y, x) float32; ``dq`` : (integration, y, x) uint32;
+        ``var_poisson``, ``var_rnoise``, ``var_flat`` (float32, those present); ``area``
+        (y, x) float32 if present.  One Dask chunk (one read task) per extension.
+        Coordinates on ``integration``: ``int_number`` (1-based) and ``source`` (file
+        name).  Attrs: ``primary_header``, ``sci_header`` (dicts), ``filename``, ``path``,
+        and ``int_times`` (list of row dicts) when the file has that table.
+
+    Raises
+    ------
+    InputError
+        Naming the file: not FITS, truncated, SCI/ERR/DQ missing, SCI not 3-D, another
+        cube's shape differing from SCI, AREA not (y, x).
+    """
+    path = Path(path).resolve()
+    headers, mtime_ns = scan_fits(path)
+    if missing := [ext for ext in ("SCI", "ERR", "DQ") if ext not in headers]:
+        raise InputError(f"{path}: missing extension(s) {', '.join(missing)} (found {', '.join(headers)})")
+    shapes = {name: image_shape(header) for name, header in headers.items()}
+    shape = shapes["SCI"]
+    problems = [] if len(shape) == 3 else [f"SCI has shape {shape}, expected 3-D (integration, y, x)"]
+    present = [ext for ext in _CUBE_EXTS if shapes.get(ext)]  # an empty (NAXIS = 0) extension counts as absent
+    problems += [f"{ext} shape {shapes[ext]} != SCI shape {shape}" for ext in present if shapes[ext] != shape]
+    if shapes.get("AREA") and shapes["AREA"] != shape[1:]:
+        problems.append(f"AREA shape {shapes['AREA']} != SCI frame shape {shape[1:]}")
+    if problems:
+        raise InputError(f"{path}: " + "; ".join(problems))
+    data_vars: dict[str, tuple[tuple[str, ...], da.Array]] = {
+        name: (schema.CUBE_DIMS, lazy_extension(path, mtime_ns, ext, shape, dtype))
+        for ext, (name, dtype) in _CUBE_EXTS.items() if ext in present
+    }
+    if shapes.get("AREA"):
+        data_vars["area"] = (schema.FRAME_DIMS, lazy_extension(path, mtime_ns, "AREA", shape[1:], schema.FLOAT_DTYPE))
+    primary = _header_dict(headers["PRIMARY"])
+    attrs: dict[str, Any] = {"primary_header": primary, "sci_header": _header_dict(headers["SCI"]),
+                             "filename": path.name, "path": str(path)}
+    int_times = _int_times(path, headers)
+    start = int(primary["INTSTART"]) if isinstance(primary.get("INTSTART"), int) else 1
+    numbers = np.arange(start, start + shape[0], dtype=np.int64)
+    if int_times is not None:
+        attrs["int_times"] = int_times
+        if len(int_times) == shape[0] and "integration_number" in int_times[0]:
+            numbers = np.array([row["integration_number"] for row in int_times], dtype=np.int64)
+    coords = {"int_number": (schema.INTEGRATION, numbers), "source": (schema.INTEGRATION, np.full(shape[0], path.name))}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def check_same_frame(datasets: Sequence[xr.Dataset]) -> None:
+    """Raise InputError naming both files and shapes if the exposures' (y, x) sizes differ."""
+    if not datasets:
+        return
+    first = datasets[0]
+    frame = (first.sizes[schema.Y], first.sizes[schema.X])
+    for ds in datasets[1:]:
+        other = (ds.sizes[schema.Y], ds.sizes[schema.X])
+        if other != frame:
+            raise InputError(
+                f"exposures differ in frame size (ny, nx): {first.attrs.get('path', '?')} is {frame} "
+                f"but {ds.attrs.get('path', '?')} is {other}; all members of an association must match"
+            )
+
+
+def open_exposures(paths: Iterable[str | Path]) -> list[xr.Dataset]:
+    """Open several calints files lazily, reporting every bad file in one InputError, then :func:`check_same_frame`."""
+    datasets, problems = [], []
+    for path in paths:
+        try:
+            datasets.append(open_calints(path))
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InputError("\n".join(problems))
+    check_same_frame(datasets)
+    return datasets
+
+
+# --------------------------------------------------------------------------- PSFMASK
+_SELECTORS = ("INSTRUME", "FILTER", "CORONMSK", "SUBARRAY")
+_WILDCARDS = {"ANY", "N/A"}
+_MASK_ALIASES = {"LYOT": "LYOT_2300"}  # MIRI has a single Lyot mask
+
+
+def _norm(key: str, value: Any) -> str:
+    """Upper-case a selector; CORONMSK: MASKA335R ≡ MASK335R, 4QPM_1550 ≡ MASK1550."""
+    text = str(value).strip().upper()
+    if key == "CORONMSK":
+        text = _MASK_ALIASES.get(text, text)
+        text = re.sub(r"^MASKA(?=\d{3}R$|LWB$|SWB$)", "MASK", text)
+        text = re.sub(r"^4QPM_(?=\d{4}$)", "MASK", text)
+    return text
+
+
+def _matches(key: str, wanted: str, ref_value: Any) -> bool:
+    if ref_value is None:
+        return False
+    choices = {_norm(key, choice) for choice in str(ref_value).split("|") if choice.strip()}
+    return wanted in choices or bool(choices & _WILDCARDS)
+
+
+def _when(date: Any, time: Any = None) -> datetime | None:
+    if not date:
+        return None
+    text = str(date).strip()
+    if time and "T" not in text and " " not in text:
+        text = f"{text}T{str(time).strip()}"
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(text).replace(tzinfo=None)
+    with contextlib.suppress(ValueError):
+        return datetime.strptime(text, "%b %d %Y %H:%M:%S")  # old CRDS USEAFTER style
+    return None
+
+
+def find_psfmask(primary_header: Mapping[str, Any], crds_path: str | Path | None = None) -> Path:
+    """Find the PSFMASK reference for an exposure in a local CRDS cache (no network).
+
+    Parameters
+    ----------
+    primary_header : mapping
+        The exposure's primary header (INSTRUME, FILTER, CORONMSK, SUBARRAY, DATE-OBS, TIME-OBS).
+    crds_path : path, optional
+        Cache root; default ``$CRDS_PATH``.  Searched: ``<root>/references/jwst/<instrume>/*psfmask*.fits``.
 
     Returns
     -------
     Path
-        ``path``.
+        The matching file with the latest USEAFTER not after DATE-OBS/TIME-OBS (latest
+        overall if the header has no DATE-OBS).
+
+    Raises
+    ------
+    InputError
+        Listing the folder searched and the selectors, when nothing matches.
     """
-    hdus: list[fits.PrimaryHDU | fits.ImageHDU | fits.BinTableHDU] = [fits.PrimaryHDU(header=_header(primary))]
-    for ext in extensions:
-        header = _header(ext.header)
-        if ext.table:
-            hdu: fits.ImageHDU | fits.BinTableHDU = fits.BinTableHDU(data=ext.data, header=header, name=ext.name)
+    root = crds_path if crds_path is not None else os.environ.get("CRDS_PATH")
+    selectors = ", ".join(f"{k}={primary_header.get(k)!r}" for k in (*_SELECTORS, "DATE-OBS", "TIME-OBS"))
+    if missing := [k for k in _SELECTORS if primary_header.get(k) in (None, "")]:
+        raise InputError(f"PSFMASK lookup: header lacks {', '.join(missing)} ({selectors})")
+    if root is None:
+        raise InputError(f"PSFMASK lookup: neither crds_path nor $CRDS_PATH is set ({selectors})")
+    wanted = {k: _norm(k, primary_header[k]) for k in _SELECTORS}
+    observed = _when(primary_header.get("DATE-OBS"), primary_header.get("TIME-OBS"))
+    if observed is None and primary_header.get("DATE-OBS"):
+        raise InputError(f"PSFMASK lookup: cannot parse DATE-OBS/TIME-OBS ({selectors})")
+    folder = Path(root) / "references" / "jwst" / wanted["INSTRUME"].lower()
+    files = sorted(folder.glob("*psfmask*.fits"))
+    notes, found = [], []
+    for file in files:
+        try:
+            header = fits.getheader(file, 0)
+        except (OSError, ValueError) as exc:
+            notes.append(f"{file.name} unreadable ({exc})")
+            continue
+        if not all(_matches(k, wanted[k], header.get(k)) for k in _SELECTORS):
+            continue
+        useafter = _when(header.get("USEAFTER"))
+        if useafter is None:
+            notes.append(f"{file.name} has unusable USEAFTER {header.get('USEAFTER')!r}")
+        elif observed is not None and useafter > observed:
+            notes.append(f"{file.name} USEAFTER {useafter.isoformat()} is after the observation")
         else:
-            hdu = fits.ImageHDU(data=ext.data, header=header, name=ext.name)
-        hdus.append(hdu)
-    with atomic_path(path) as tmp:
-        fits.HDUList(hdus).writeto(tmp, output_verify="silentfix")
-    return Path(path)
+            found.append((useafter, file.name, file))
+    if not found:
+        raise InputError(
+            f"no PSFMASK matches {selectors} (CORONMSK compared as {wanted['CORONMSK']!r}) among {len(files)} "
+            f"file(s) {folder / '*psfmask*.fits'}" + (f"; {'; '.join(notes)}" if notes else "")
+        )
+    return max(found)[2]
+
+
+def _psfmask_shape(path: Path, shape: tuple[int, ...] | None) -> tuple[tuple[int, int], int]:
+    headers, mtime_ns = scan_fits(path)
+    primary, problems = headers["PRIMARY"], []
+    if str(primary.get("REFTYPE", "")).upper() != "PSFMASK" and primary.get("DATAMODL") != "PsfMaskModel":
+        problems.append(f"not a PSFMASK (REFTYPE={primary.get('REFTYPE')!r}, DATAMODL={primary.get('DATAMODL')!r})")
+    sci = image_shape(headers["SCI"]) if "SCI" in headers else None
+    if sci is None or len(sci) != 2:
+        problems.append("no SCI extension" if sci is None else f"SCI has shape {sci}, expected 2-D (y, x)")
+    elif shape is not None and tuple(shape) != sci:
+        problems.append(f"PSFMASK shape {sci} does not match the science frame shape {tuple(shape)}")
+    if problems or sci is None:
+        raise InputError(f"{path}: " + "; ".join(problems))
+    return (sci[0], sci[1]), mtime_ns
+
+
+def read_psfmask(path: str | Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read a PSFMASK reference file's SCI image eagerly as native float32 (y, x).
+
+    Raises InputError if the file is not a PSFMASK, has no 2-D SCI, or (``shape`` given)
+    its shape differs from the science frame (jwst would fail with a broadcasting error).
+    """
+    path = Path(path).resolve()
+    sci, _ = _psfmask_shape(path, shape)
+    return read_extension(str(path), "SCI", schema.FLOAT_DTYPE.str, sci)
+
+
+def lazy_psfmask(path: str | Path, shape: tuple[int, ...]) -> da.Array:
+    """Like :func:`read_psfmask` (header checks now) but return a one-task Dask array (y, x) float32."""
+    path = Path(path).resolve()
+    sci, mtime_ns = _psfmask_shape(path, shape)
+    return lazy_extension(path, mtime_ns, "SCI", sci, schema.FLOAT_DTYPE)

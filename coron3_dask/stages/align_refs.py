@@ -122,7 +122,8 @@ def align_refs(
     out = xr.Dataset({"sci": sci.transpose(*dims), "err": err.transpose(*dims),
                       "shifts": shifts.transpose(schema.INTEGRATION, schema.REF, "param")})
     out["dq"] = (dims, da.zeros(out["sci"].shape, dtype=np.uint32, chunks=out["sci"].data.chunks))
-    out = out.assign_coords(param=list(PARAMS))
+    ref_coords = {k: c for k, c in refs.coords.items() if c.dims == (schema.REF,)}
+    out = out.assign_coords(param=list(PARAMS), **ref_coords)
     if align_to == "first":
         out = out.isel({schema.INTEGRATION: 0}, drop=True)
     return out
