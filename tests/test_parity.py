@@ -5,8 +5,9 @@ are run exactly as ``Coron3Pipeline`` chains them (spec sections 1.2 and 12), wi
 PSFMASK supplied directly, and compared with our ``--jwst-compat`` products.
 
 Measured on the `small_programme` fixture (320x320, 2 rolls x 3 ints, 5 x 2 refs):
-crfints and psfstack bit-identical (max |diff| = 0, identical DQ), psfalign and psfsub
-identical to float32 round-off (see the asserted bounds below).
+crfints, psfstack, psfalign SCI and psfsub SCI all bit-identical (max |diff| = 0,
+identical DQ and outlier flags); psfsub ERR (round-off noise when truncate >= K) within
+1e-4 of the data scale.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _official(sim):
         target = median_replace_img(target, 3, 1)
         aligned = imageregistration.align_models(target, stack, mask)
         out["psfalign"][path.name] = aligned
-        out["psfsub"][path.name] = klip.klip(target.copy(), aligned, 50)
+        out["psfsub"][path.name] = klip.klip(target.copy(), aligned, 50, return_psf=False)
     return out
 
 
@@ -100,5 +101,22 @@ def test_psfalign_and_psfsub_match(both):
         assert _rel_median(a.data, b.data) <= 1e-4
         a, b = _ours(ours, member, "psfsub"), ref["psfsub"][member.name]
         assert _rel_median(a.data, b.data) <= 1e-4
-        assert _rel_median(a.err, b.err) <= 1e-4
+        # truncate (50) >= K (10 refs): the KLIP ERR is round-off noise (~1e-8 here, spec 7.9),
+        # so compare it absolutely on the scale of the data
+        scale = float(np.median(np.abs(b.data)))
+        assert np.abs(a.err - b.err).max() <= 1e-4 * scale
         np.testing.assert_array_equal(a.dq, b.dq)
+
+
+def test_measured_agreement_is_reported(both, capsys):
+    """Print the measured figures (shown with -s / in CI logs) and bound them tightly."""
+    sim, ref, ours = both
+    rows = []
+    for member in sim.science_files:
+        for suffix in ("psfalign", "psfsub"):
+            a, b = _ours(ours, member, suffix), ref[suffix][member.name]
+            d = np.abs(np.asarray(a.data, np.float64) - b.data)
+            rows.append((member.name, suffix, _rel_median(a.data, b.data), float(np.nanmax(d))))
+    for row in rows:
+        print("parity %s %s: relative median |diff| %.3g, max |diff| %.3g" % row)
+    assert all(r[2] <= 1e-4 for r in rows)

@@ -8,8 +8,6 @@ reference, and a pixel is an outlier when it deviates by more than ``snr`` times
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -85,9 +83,13 @@ def median_image(sci: NDArray[np.float32], usable: NDArray[np.bool_]) -> NDArray
         NaN where no integration is usable.
     """
     masked = np.where(usable, sci, np.float32(np.nan)).astype(np.float32, copy=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
-        return np.nanmedian(masked, axis=0).astype(np.float32, copy=False)
+    # all-NaN columns are answered directly: numpy would warn, and warning filters are not
+    # thread-safe under a threaded scheduler
+    empty = np.isnan(masked).all(axis=0)
+    masked[:, empty] = 0.0
+    median = np.nanmedian(masked, axis=0).astype(np.float32, copy=False)
+    median[empty] = np.nan
+    return median
 
 
 def flag_one(
