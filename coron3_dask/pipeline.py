@@ -170,7 +170,10 @@ class RunResult:
     """What a run wrote and measured."""
 
     paths: list[Path]
+    #: psfalign name -> fitted (sx, sy, beta), (integration, ref, 3) or (ref, 3) for ``first``
     shifts: dict[str, np.ndarray]
+    #: psfalign name -> (PSF file, integration number) of each reference plane
+    references: dict[str, list[tuple[str, int]]]
 
 
 def run(
@@ -216,7 +219,9 @@ def run(
         raise
     for name, params in fitted.items():
         _log_shifts(name, params)
-    return RunResult([Path(p) for p in paths], fitted)
+    references = {name: list(zip(ds["source"].values.tolist(), ds["int_number"].values.tolist(), strict=True))
+                  for name, ds in products.psfalign.items()}
+    return RunResult([Path(p) for p in paths], fitted, references)
 
 
 def _log_shifts(name: str, params: np.ndarray) -> None:

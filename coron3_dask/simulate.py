@@ -15,7 +15,8 @@ Model (optics in :mod:`coron3_dask.kernels.optics`):
   piston/tip/tilt, mid-frequency ripple) shared by target and reference, evolving as a
   random walk in time order (``speckle_drift_nm`` per exposure and per integration).
 * **Pointing**: per-exposure offsets of 0.05-0.5 px in a random direction, the reference's
-  small-grid dither (20 mas steps), and a linear drift over the integrations (zero mean
+  small-grid dither (20 mas steps: 5-point box = centre + 4 corners, 9-point = 3x3 grid; NIRCam's
+  real 9-POINT-CIRCLE puts the outer points on a circle), and a linear drift over the integrations (zero mean
   per exposure).  *Simplification*: an offset is a pure detector-plane shift of the whole
   image (a Fourier phase ramp; the star-vs-mask decentring is neglected), so the star in
   integration ``i`` sits at ``mask_center + (dy_i, dx_i)`` exactly and the shift aligning
@@ -58,9 +59,15 @@ _STATIC_NM = {"low_nm": 20.0, "segment_nm": 10.0, "ripple_nm": 20.0}
 _STREAMS = {"static": 1, "speckle": 2, "pointing": 3, "noise": 4, "cosmic": 5, "badpix": 6, "flux": 7}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preset:
-    """One coronagraphic mode: instrument configuration, optics and detector constants."""
+    """One coronagraphic mode: instrument configuration, optics and detector constants.
+
+    Header values (``instrument`` .. ``exp_type``, ``aperture``, ``substrt``, ``axes``, ``readout``)
+    are written as the JWST keywords of the same meaning; ``mask_center`` is the 0-based
+    ``(y, x)`` pixel of the mask centre; ``lyot_m`` gives the Lyot stop outer and inner
+    diameters and strut width in metres.
+    """
 
     name: str
     instrument: str
@@ -99,17 +106,26 @@ class Preset:
                           lyot_strut_m=strut, n_pupil=self.n_pupil)
 
 
+_NIRCAM: dict[str, Any] = {"instrument": "NIRCAM", "pupil": "MASKRND", "exp_type": "NRC_CORON", "mask": "round",
+           "lyot_m": (5.2, 2.4, 0.3)}
+#: Approximate real values (mask centres, V2/V3, gains, PHOTMJSR are representative, not calibrated).
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("SUB320A335R", "NIRCAM", "NRCALONG", "F335M", "MASKRND", "MASKA335R", "SUB320A335R", "NRC_CORON",
-           (320, 320), 3.35, 0.063, (173.1, 150.2), "round", 0.63, (5.2, 2.4, 0.3), 256, "NRCA5_MASK335R",
-           (492, 1502), (-1, 2), ("BRIGHT2", 2, 0, 6, 1.06572), 1.82, 0.48, 1.0e7, 0.3, (120.6, -421.4), -0.55),
-    Preset("SUB640A210R", "NIRCAM", "NRCA2", "F210M", "MASKRND", "MASKA210R", "SUB640A210R", "NRC_CORON",
-           (640, 640), 2.1, 0.031, (322.4, 319.6), "round", 0.40, (5.2, 2.4, 0.3), 320, "NRCA2_MASK210R",
-           (392, 1186), (1, -2), ("BRIGHT2", 2, 0, 3, 4.17932), 2.05, 1.95, 9.0e6, 0.05, (92.5, -416.9), -0.56),
-    Preset("MASK1550", "MIRI", "MIRIMAGE", "F1550C", None, "4QPM_1550", "MASK1550", "MIR_4QPM",
-           (224, 288), 15.5, 0.11, (112.6, 119.8), "4qpm", 0.0, (5.4, 1.6, 0.25), 192, "MIRIM_MASK1550",
-           (1, 467), (1, 2), ("FASTR1", 1, 0, 50, 0.23904), 4.0, 1.56, 9.4e6, 150.0, (-390.8, -402.6), 4.83,
-           non_science_columns=24),
+    Preset(name="SUB320A335R", detector="NRCALONG", filter="F335M", coronmsk="MASKA335R", subarray="SUB320A335R",
+           shape=(320, 320), wavelength_um=3.35, pixel_scale_arcsec=0.063, mask_center=(173.1, 150.2),
+           mask_hwhm_arcsec=0.63, n_pupil=256, aperture="NRCA5_MASK335R", substrt=(492, 1502), axes=(-1, 2),
+           readout=("BRIGHT2", 2, 0, 6, 1.06572), gain=1.82, photmjsr=0.48, star_flux=1.0e7, background=0.3,
+           v2v3_ref=(120.6, -421.4), v3i_yang=-0.55, **_NIRCAM),
+    Preset(name="SUB640A210R", detector="NRCA2", filter="F210M", coronmsk="MASKA210R", subarray="SUB640A210R",
+           shape=(640, 640), wavelength_um=2.1, pixel_scale_arcsec=0.031, mask_center=(322.4, 319.6),
+           mask_hwhm_arcsec=0.40, n_pupil=320, aperture="NRCA2_MASK210R", substrt=(392, 1186), axes=(1, -2),
+           readout=("BRIGHT2", 2, 0, 3, 4.17932), gain=2.05, photmjsr=1.95, star_flux=9.0e6, background=0.05,
+           v2v3_ref=(92.5, -416.9), v3i_yang=-0.56, **_NIRCAM),
+    Preset(name="MASK1550", instrument="MIRI", detector="MIRIMAGE", filter="F1550C", pupil=None,
+           coronmsk="4QPM_1550", subarray="MASK1550", exp_type="MIR_4QPM", shape=(224, 288), wavelength_um=15.5,
+           pixel_scale_arcsec=0.11, mask_center=(112.6, 119.8), mask="4qpm", mask_hwhm_arcsec=0.0,
+           lyot_m=(5.4, 1.6, 0.25), n_pupil=192, aperture="MIRIM_MASK1550", substrt=(1, 467), axes=(1, 2),
+           readout=("FASTR1", 1, 0, 50, 0.23904), gain=4.0, photmjsr=1.56, star_flux=9.4e6, background=150.0,
+           v2v3_ref=(-390.8, -402.6), v3i_yang=4.83, non_science_columns=24),
 )}
 
 
@@ -175,6 +191,12 @@ def coronagraphic_psf(preset: str | Preset = "SUB320A335R", *, seed: int = 0, of
     Returns
     -------
     ndarray, (ny, nx) float64
+
+    Examples
+    --------
+    >>> psf = coronagraphic_psf("SUB320A335R", seed=0)
+    >>> psf.shape, bool(0 < psf.sum() < 0.02)
+    ((320, 320), True)
     """
     optics = coronagraph(preset)
     phase = static_aberration(optics, seed) if phase_nm is None else phase_nm
@@ -194,7 +216,7 @@ def psfmask(preset: str | Preset = "SUB320A335R") -> NDArray[np.float32]:
     p = _preset(preset)
     ny, nx = p.shape
     yy, xx = np.indices(p.shape, dtype=float)
-    core = p.mask_hwhm_arcsec if p.mask == "round" else 1.5 * p.wavelength_um * 1e-6 / 6.5 * 206264.8
+    core = p.mask_hwhm_arcsec if p.mask == "round" else 1.5 * p.optics().lam_d_arcsec
     r = np.hypot(yy - p.mask_center[0], xx - p.mask_center[1]) * p.pixel_scale_arcsec / core
     weight = 1 - np.exp(-(r**4))
     edge = np.minimum.reduce([yy, xx - p.non_science_columns, ny - 1 - yy, nx - 1 - xx]) / 6.0
@@ -337,7 +359,25 @@ def _headers(p: Preset, e: _Exposure, n_dither: int, crpix: tuple[float, float],
     return prim, sci
 
 
-def _detector_mask(p: Preset, fraction: float, rng: np.random.Generator) -> tuple[NDArray[np.uint32], NDArray[np.bool_]]:
+def _step(optics: Coronagraph, rng: np.random.Generator, rms_nm: float) -> NDArray[np.float64]:
+    """One random-walk step of the wavefront, total rms ``rms_nm`` (2/3 of the power in low order)."""
+    return optics.aberration(rng, low_nm=rms_nm * math.sqrt(2 / 3), segment_nm=rms_nm / math.sqrt(6),
+                             ripple_nm=rms_nm / math.sqrt(6))
+
+
+def _int_times(start: float, nints: int, t_int: float) -> NDArray[np.void]:
+    """INT_TIMES rows; BJD_TDB is approximated as UTC + 69.184 s (TT - UTC), with no light-time term."""
+    times = np.zeros(nints, dtype=[("integration_number", "i4")] + [
+        (f"int_{w}_{s}", "f8") for s in ("MJD_UTC", "BJD_TDB") for w in ("start", "mid", "end")])
+    times["integration_number"] = np.arange(1, nints + 1)
+    for k, w in enumerate(("start", "mid", "end")):
+        mjd = start + (np.arange(nints) + k / 2) * t_int / 86400
+        times[f"int_{w}_MJD_UTC"], times[f"int_{w}_BJD_TDB"] = mjd, mjd + 69.184 / 86400
+    return times
+
+
+def _detector_mask(p: Preset, fraction: float, rng: np.random.Generator
+                   ) -> tuple[NDArray[np.uint32], NDArray[np.bool_]]:
     """DQ frame (bad pixels, NON_SCIENCE) and the mask of pixels whose data are NaN."""
     frame = np.zeros(p.shape, dtype=schema.DQ_DTYPE)
     frame[:, : p.non_science_columns] = dq.NON_SCIENCE | dq.DO_NOT_USE
@@ -371,12 +411,26 @@ def _check(name: str, ok: bool, what: str) -> None:
 
 
 def simulate_programme(
-    out_dir: str | Path, *, preset: str | Preset = "SUB320A335R", n_science_ints: int = 4, n_ref_ints: int = 3,
-    n_dither: int = 5, n_rolls: int = 2, roll_separation_deg: float = 10.0, companions: Sequence[Companion] | None = None,
-    seed: int = 0, cosmic_ray_rate: float = 30.0, cosmic_ray_fraction: float = 0.5, bad_pixel_fraction: float = 0.002,
-    ref_flux_ratio: float | None = None, star_flux: float | None = None, read_noise: float = 10.0,
-    flat_error: float = 0.002, speckle_drift_nm: tuple[float, float] = (2.0, 0.3),
-    pointing_offset_px: tuple[float, float] = (0.05, 0.5), drift_px_per_int: float = 0.02,
+    out_dir: str | Path,
+    *,
+    preset: str | Preset = "SUB320A335R",
+    n_science_ints: int = 4,
+    n_ref_ints: int = 3,
+    n_dither: int = 5,
+    n_rolls: int = 2,
+    roll_separation_deg: float = 10.0,
+    companions: Sequence[Companion] | None = None,
+    seed: int = 0,
+    cosmic_ray_rate: float = 30.0,
+    cosmic_ray_fraction: float = 0.5,
+    bad_pixel_fraction: float = 0.002,
+    ref_flux_ratio: float | None = None,
+    star_flux: float | None = None,
+    read_noise: float = 10.0,
+    flat_error: float = 0.002,
+    speckle_drift_nm: tuple[float, float] = (2.0, 0.3),
+    pointing_offset_px: tuple[float, float] = (0.05, 0.5),
+    drift_px_per_int: float = 0.02,
 ) -> SimulatedProgramme:
     """Simulate a coronagraphic programme and write it to ``out_dir`` exposure by exposure.
 
@@ -471,9 +525,9 @@ def simulate_programme(
     for e in plan:  # WCS of every exposure and companion pixels, checked before anything is written
         mean = e.offset.mean(axis=0)
         wcs[e.file] = ((p.mask_center[1] + mean[1] + 1, p.mask_center[0] + mean[0] + 1), _pc(e.roll, p.v3i_yang))
-        placed[e.file] = [] if e.is_psf else [sky_to_pixel(ra, dec, crval=(e.target[1], e.target[2]), crpix=wcs[e.file][0],
-                                                           pc=wcs[e.file][1], cdelt=p.pixel_scale_arcsec / 3600)
-                                              for ra, dec in sky]
+        placed[e.file] = [] if e.is_psf else [
+            sky_to_pixel(ra, dec, crval=(e.target[1], e.target[2]), crpix=wcs[e.file][0], pc=wcs[e.file][1],
+                         cdelt=p.pixel_scale_arcsec / 3600) for ra, dec in sky]
         for c, (x1, y1) in zip(comps, placed[e.file], strict=False):
             if not (p.non_science_columns + 8 <= x1 - 1 - mean[1] < nx - 8 and 8 <= y1 - 1 - mean[0] < ny - 8):
                 raise ValueError(f"companion {c} falls outside the {p.name} frame at roll {e.roll} deg")
@@ -490,12 +544,10 @@ def simulate_programme(
             companion_point += c.contrast * trans * optics.offaxis_point_image(static, yn, xn)
             comp_truth.append({"x": x1 - 1, "y": y1 - 1, "transmission": trans, "flux_e_per_s": c.contrast * e.flux,
                                "xy_per_integration": [[xn + o[1], yn + o[0]] for o in e.offset]})
-        phase = phase + optics.aberration(rngs["speckle"], low_nm=speckle_drift_nm[0],
-                                          segment_nm=speckle_drift_nm[0] / 2, ripple_nm=speckle_drift_nm[0] / 2)
+        phase = phase + _step(optics, rngs["speckle"], speckle_drift_nm[0])
         cube = {k: np.empty((e.nints, ny, nx), dtype=schema.FLOAT_DTYPE) for k in ("sci", "vp", "vf")}
         for i in range(e.nints):
-            phase = phase + optics.aberration(rngs["speckle"], low_nm=speckle_drift_nm[1],
-                                              segment_nm=speckle_drift_nm[1] / 2, ripple_nm=speckle_drift_nm[1] / 2)
+            phase = phase + _step(optics, rngs["speckle"], speckle_drift_nm[1])
             scene = fourier_shift(optics.star_point_image(phase) + companion_point, *e.offset[i], pixel_mtf=True)
             model = np.clip((scene * e.flux + bkg) * flat, 0, None) * eff
             counts = rngs["noise"].poisson(model) + rngs["noise"].normal(0.0, read_noise, p.shape)
@@ -504,23 +556,19 @@ def simulate_programme(
                 counts[y, x] += charge
                 if not nan_mask[y, x]:
                     cosmic.append({"file": e.file, "integration": i, "y": y, "x": x, "electrons": charge})
-            cube["sci"][i], cube["vp"][i], cube["vf"][i] = counts * conv, model * conv**2, (flat_error * model * conv) ** 2
+            cube["sci"][i], cube["vp"][i] = counts * conv, model * conv**2
+            cube["vf"][i] = (flat_error * model * conv) ** 2
         vr = np.full_like(cube["sci"], (read_noise * conv) ** 2)
         for arr in (*cube.values(), vr):
             arr[:, nan_mask] = np.nan
         err = np.sqrt(cube["vp"] + vr + cube["vf"])
-        times = np.zeros(e.nints, dtype=[("integration_number", "i4")] + [
-            (f"int_{w}_{s}", "f8") for s in ("MJD_UTC", "BJD_TDB") for w in ("start", "mid", "end")])
-        times["integration_number"] = np.arange(1, e.nints + 1)
-        for k, w in enumerate(("start", "mid", "end")):
-            mjd = e.start + (np.arange(e.nints) + k / 2) * t_int / 86400
-            times[f"int_{w}_MJD_UTC"], times[f"int_{w}_BJD_TDB"] = mjd, mjd + 69.184 / 86400
         var = {"BUNIT": "(MJy/sr)^2"}
         io.write_fits(out / e.file, prim, [
             io.Extension("SCI", cube["sci"], sci_hdr), io.Extension("ERR", err, {"BUNIT": "MJy/sr"}),
             io.Extension("DQ", np.repeat(dq_frame[None], e.nints, axis=0)), io.Extension("AREA", area),
             io.Extension("VAR_POISSON", cube["vp"], var), io.Extension("VAR_RNOISE", vr, var),
-            io.Extension("VAR_FLAT", cube["vf"], var), io.Extension("INT_TIMES", times, table=True)])
+            io.Extension("VAR_FLAT", cube["vf"], var),
+            io.Extension("INT_TIMES", _int_times(e.start, e.nints, t_int), table=True)])
         exposures.append({
             "file": e.file, "exptype": "psf" if e.is_psf else "science", "observation": e.observation,
             "exposure": e.number, "nints": e.nints, "roll_ref_deg": e.roll, "targname": e.target[0],
@@ -568,7 +616,8 @@ def _write_products(out: Path, p: Preset, plan: list[_Exposure], params: dict[st
         "units": {"sci": "MJy/sr", "e_per_s_to_mjysr": p.photmjsr / p.gain},
         "bad_pixel_count": len(bad), "bad_pixels_yx": bad,
         "non_science_columns": p.non_science_columns,
-        "companions": [{**dataclasses.asdict(c), "ra": ra, "dec": dec} for c, (ra, dec) in zip(comps, sky, strict=True)],
+        "companions": [{**dataclasses.asdict(c), "ra": ra, "dec": dec}
+                       for c, (ra, dec) in zip(comps, sky, strict=True)],
         "exposures": exposures, "cosmic_rays": cosmic,
     }
     truth_path = out / "truth.json"

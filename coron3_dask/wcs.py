@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "exposure_wcs",
-    "footprint",
+    "footprints",
     "is_gwcs",
     "mean_pixel_scale",
     "output_grid",
@@ -168,7 +168,7 @@ def sregion_polygons(s_region: str) -> list[NDArray[np.float64]]:
     return polygons
 
 
-def footprint(header: Mapping[str, Any], shape: tuple[int, int], wcs: Any = None) -> list[NDArray[np.float64]]:
+def footprints(header: Mapping[str, Any], shape: tuple[int, int], wcs: Any = None) -> list[NDArray[np.float64]]:
     """Sky footprint polygons of one input image.
 
     Parameters
@@ -395,7 +395,7 @@ def output_grid(
     if len(shapes) != len(headers):
         raise ValueError(f"{len(headers)} headers but {len(shapes)} shapes")
     wcss = list(wcs_list) if wcs_list is not None else [wcs_from_header(h) for h in headers]
-    polygons = [p for h, s, w in zip(headers, shapes, wcss, strict=True) for p in footprint(h, s, w)]
+    polygons = [p for h, s, w in zip(headers, shapes, wcss, strict=True) for p in footprints(h, s, w)]
     ref_header, ref_wcs = headers[0], wcss[0]
     fiducial = (float(crval[0]), float(crval[1])) if crval is not None else _fiducial(polygons)
     pc = _orientation(ref_header, ref_wcs, rotation)

@@ -28,7 +28,8 @@ from coron3_dask.simulate import (
 CALINTS = re.compile(r"jw(?P<program>\d{5})(?P<obs>\d{3})(?P<visit>\d{3})_(?P<vgroup>\d{2})(?P<seq>\d)"
                      r"(?P<act>[0-9a-z]{2})_(?P<exp>\d{5})_(?P<det>[a-z0-9]+)_calints\.fits")
 # from jwst/associations/tests/test_asn_names.py and test_level3_product_names.py
-ASN_NAME = re.compile(r"jw(?P<program>\d{5})-(?P<acid>[a-z]\d{3,4})_(?P<stamp>.+)_(?P<asn_type>.+)_(?P<seq>\d{5})_asn\.json")
+ASN_NAME = re.compile(r"jw(?P<program>\d{5})-(?P<acid>[a-z]\d{3,4})_(?P<stamp>.+)_(?P<asn_type>.+)"
+                      r"_(?P<seq>\d{5})_asn\.json")
 PRODUCT = re.compile(r"jw(?P<program>\d{5})-(?P<acid>[a-z]\d{3,4})_(?P<target>t\d{3})_(?P<instrument>.+?)_(?P<opt>.+)")
 
 
@@ -40,8 +41,9 @@ def prog(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def miri(tmp_path_factory):
+    # brighter companions than the defaults: at 2.5 lambda/D the 4QPM halo is ~30x the default companion
     sim = simulate_programme(tmp_path_factory.mktemp("miri"), preset="MASK1550", n_science_ints=3, n_ref_ints=3,
-                             n_dither=1, seed=5)
+                             n_dither=1, seed=5, companions=[Companion(1.5, 120.0, 1e-3), Companion(2.4, 300.0, 2e-4)])
     return sim, json.loads(sim.truth_path.read_text())
 
 
@@ -148,7 +150,8 @@ def test_offset_is_an_exact_fourier_shift():
     expected = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(base), (0.37, -0.21))).real
     np.testing.assert_allclose(moved, expected, rtol=0, atol=1e-9 * base.max())
     iy, ix = np.unravel_index(np.argmax(moved), moved.shape)
-    assert 0 < base.sum() < 0.05 and base.max() < 1e-3 and base.min() > -1e-5 * base.max()  # edge ringing of the periodic pixel MTF
+    # the periodic pixel MTF rings slightly at the frame edges
+    assert 0 < base.sum() < 0.05 and base.max() < 1e-3 and base.min() > -1e-5 * base.max()
     off = offaxis_psf("SUB320A335R", seed=1)
     assert off.sum() == pytest.approx(1.0, abs=0.02) and off.max() > 100 * base.max()
     assert abs(iy - PRESETS["SUB320A335R"].mask_center[0]) < 20 and abs(ix - PRESETS["SUB320A335R"].mask_center[1]) < 20
@@ -224,7 +227,7 @@ def test_companion_flux_and_absence_from_references(which, request):
         design = np.stack([psf[box][ok], np.ones(ok.sum())], axis=1)  # companion + local background
         amp = np.linalg.lstsq(design, resid[box][ok], rcond=None)[0][0]
         expected = comp["contrast"] * at["transmission"] * exp["flux_e_per_s"] * conv
-        assert amp == pytest.approx(expected, rel=0.15)
+        assert amp == pytest.approx(expected, rel=0.1)
     assert all(not _exposure(truth, p)["companions"] for p in sim.psf_files)
 
 

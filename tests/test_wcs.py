@@ -220,7 +220,7 @@ def test_output_sregion_is_the_union_of_the_footprints():
     shape = (96, 80)
     headers = two_rolls(shape)
     out, out_shape = W.output_grid(headers, [shape] * 2)
-    polygons = [p for h in headers for p in W.footprint(h, shape)]
+    polygons = [p for h in headers for p in W.footprints(h, shape)]
     text = W.output_sregion(polygons, out, out_shape)
     assert text is not None and text.startswith("POLYGON ICRS  ")
     vertices = W.sregion_polygons(text)[0]

@@ -6,7 +6,7 @@ Kernels of jwst 3.0.0 ``align_refs`` (spec section 6): ``median_replace_img``
 alignment of a reference stack.  Two fits are offered: :func:`fit_shift_jwst`, a
 bit-for-bit reproduction of the released single-precision MINPACK fit (which stalls near
 zero shift, spec 6.5), and :func:`fit_shifts`, the intended float64 least-squares fit with
-an analytic Jacobian, batched over references.
+analytic derivatives, batched over references.
 
 Conventions: ``x`` is the column (last) axis and ``y`` the row axis;
 ``S(A; sx, sy) = Re IFFT2[FFT2(A) exp(-2 pi i (f_y sy + f_x sx))]`` with numpy ``fftfreq``
@@ -169,14 +169,15 @@ def fourier_shift(
     single_precision : bool, optional
         If True, evaluate exactly as jwst does: ``numpy.fft.fftn``, then
         ``scipy.ndimage.fourier_shift(..., (sy, sx))``, then ``numpy.fft.ifftn(...).real``
-        on the array as given. With numpy >= 2 a float32 image stays in complex64 (a
-        float32 result, bit-identical to jwst); a float64 image runs in double precision.
-        If False (default), compute in float64.
+        on the array as given: the precision follows ``numpy.fft`` (numpy >= 2: complex64
+        for a float32 image, giving a float32 result bit-identical to jwst; complex128 for
+        float64). If False (default), compute in float64.
 
     Returns
     -------
     ndarray, (ny, nx)
-        float32 for a float32 image with ``single_precision=True``, else float64.
+        float32 for a float32 image with ``single_precision=True``, else float64 (for other
+        input dtypes with ``single_precision=True``: whatever ``numpy.fft`` returns).
 
     Raises
     ------
@@ -196,9 +197,7 @@ def fourier_shift(
         raise ValueError(f"image must be 2-D, got shape {arr.shape}")
     if single_precision:
         return _shift_jwst(np.fft.fftn(arr), sx, sy)
-    shifted = _shift_batch(
-        arr[None].astype(np.float64), np.array([float(sx)]), np.array([float(sy)])
-    )
+    shifted = _shift_batch(arr[None].astype(np.float64), np.array([float(sx)]), np.array([float(sy)]))
     return shifted[0]
 
 
@@ -226,9 +225,7 @@ def _axis_factors(n: int, shift: NDArray[np.float64]) -> tuple[NDArray[np.comple
     return c, d
 
 
-def _shift_batch(
-    images: NDArray[np.float64], sx: NDArray[np.float64], sy: NDArray[np.float64]
-) -> NDArray[np.float64]:
+def _shift_batch(images: NDArray[np.float64], sx: NDArray[np.float64], sy: NDArray[np.float64]) -> NDArray[np.float64]:
     """Float64 ``S(images[m]; sx[m], sy[m])`` for a stack (m, ny, nx)."""
     ny, nx = images.shape[1:]
     cy, dy = _axis_factors(ny, sy)
@@ -311,8 +308,8 @@ def fit_shifts(
     max_iter : int, optional
         Maximum Newton iterations per reference.
     tol : float, optional
-        A reference is converged when its shift step is below ``tol * (1 + |shift|)`` or
-        the predicted gain of the step is below ``tol`` times the objective.
+        A reference is converged when its Newton step is below ``tol * (1 + |shift|)`` or
+        the step's predicted gain in ``C**2 / E`` (see Notes) is below ``tol`` times it.
 
     Returns
     -------
@@ -348,8 +345,9 @@ def fit_shifts(
     r = np.asarray(refs, dtype=np.float64)
     m = np.asarray(mask, dtype=np.float64)
     if t.ndim != 2 or m.shape != t.shape or r.ndim != 3 or r.shape[1:] != t.shape:
-        raise ValueError(f"expected target (ny, nx), refs (n, ny, nx), mask (ny, nx); got "
-                         f"{t.shape}, {r.shape}, {m.shape}")
+        raise ValueError(
+            f"expected target (ny, nx), refs (n, ny, nx), mask (ny, nx); got {t.shape}, {r.shape}, {m.shape}"
+        )
     if not (np.isfinite(t).all() and np.isfinite(r).all() and np.isfinite(m).all()):
         raise ValueError("fit_shifts needs finite target, refs and mask (median-replace first)")
     out = np.empty((r.shape[0], 3), dtype=np.float64)
@@ -391,8 +389,7 @@ class _TargetModel:
         half2 = kx2 >= 0
         self.ky2, self.kx2 = ky2, kx2[half2]
         b_hat = sfft.fft2(self.w2)
-        self.g_e = (b[:, half2] * np.where(kx2[half2] == 0, 1.0, 2.0)
-                    * np.conj(b_hat[np.ix_(ky2 % ny, kx2[half2] % nx)]))
+        self.g_e = b[:, half2] * np.where(kx2[half2] == 0, 1.0, 2.0) * np.conj(b_hat[np.ix_(ky2 % ny, kx2[half2] % nx)])
         # for the integer-shift start
         self.t_hat = sfft.rfft2(t)
         self.e_int = sfft.irfft2(sfft.rfft2(self.w2) * np.conj(sfft.rfft2(t * t)), s=self.shape)
@@ -429,10 +426,14 @@ def _reduced(mc: NDArray[np.float64], me: NDArray[np.float64]) -> tuple[NDArray[
         outer_ce = gc[:, :, None] * ge[:, None, :]
         outer_ee = ge[:, :, None] * ge[:, None, :]
         ce3 = ce[:, :, None]
-        hess = (2 * (outer_cc + c[:, None, None] * hc) / e[:, None, None]
-                - 2 * ce3 * (outer_ce + outer_ce.transpose(0, 2, 1)) / e[:, None, None]
-                - ce3**2 * he + 2 * ce3**2 * outer_ee / e[:, None, None])
-    return c * c / e, grad, hess
+        hess = (
+            2 * (outer_cc + c[:, None, None] * hc) / e[:, None, None]
+            - 2 * ce3 * (outer_ce + outer_ce.transpose(0, 2, 1)) / e[:, None, None]
+            - ce3**2 * he
+            + 2 * ce3**2 * outer_ee / e[:, None, None]
+        )
+        q = c * c / e
+    return q, grad, hess
 
 
 def _integer_start(model: _TargetModel, a_hat: NDArray[np.complex128]) -> NDArray[np.float64]:
@@ -448,7 +449,9 @@ def _integer_start(model: _TargetModel, a_hat: NDArray[np.complex128]) -> NDArra
     cw, ew = c[:, uy % ny][:, :, ux % nx], model.e_int[uy % ny][:, ux % nx]
     with np.errstate(divide="ignore", invalid="ignore"):
         score = np.where(ew > 0, cw * cw / ew, -np.inf)
-    best = score.reshape(score.shape[0], -1).argmax(axis=1)
+    nearest_first = np.argsort(np.add.outer(uy**2, ux**2).ravel(), kind="stable")  # ties -> small |u|
+    flat = score.reshape(score.shape[0], -1)[:, nearest_first]
+    best = nearest_first[flat.argmax(axis=1)]
     iy, ix = np.unravel_index(best, score.shape[1:])
     pick = np.arange(score.shape[0])
     start = np.stack([ux[ix], uy[iy]], axis=1).astype(np.float64)
@@ -459,8 +462,8 @@ def _integer_start(model: _TargetModel, a_hat: NDArray[np.complex128]) -> NDArra
             s0, sm, sp = score[k, o, i], score[k, o, i - 1], score[k, o, i + 1]
         else:
             s0, sm, sp = score[k, i, o], score[k, i - 1, o], score[k, i + 1, o]
-        curv = sm - 2 * s0 + sp
         with np.errstate(divide="ignore", invalid="ignore"):
+            curv = sm - 2 * s0 + sp
             frac = np.where(np.isfinite(curv) & (curv < 0), 0.5 * (sm - sp) / curv, 0.0)
         start[k, col] += np.clip(np.nan_to_num(frac), -0.5, 0.5)
     return start
@@ -480,8 +483,9 @@ def _fit_batch(model: _TargetModel, refs: NDArray[np.float64], max_iter: int, to
         h_k = -hess[ids]  # positive definite at a maximum
         damp = np.abs(np.diagonal(h_k, axis1=1, axis2=2))
         damp = np.where(damp > 0, damp, 1.0)
-        step = np.linalg.solve(h_k + lam[ids, None, None] * damp[:, :, None] * np.eye(2),
-                               grad[ids][:, :, None])[:, :, 0]
+        step = np.linalg.solve(h_k + lam[ids, None, None] * damp[:, :, None] * np.eye(2), grad[ids][:, :, None])[
+            :, :, 0
+        ]
         gain = np.einsum("ki,ki->k", grad[ids], step) - 0.5 * np.einsum("ki,kij,kj->k", step, h_k, step)
         convex = (h_k[:, 0, 0] > 0) & (h_k[:, 0, 0] * h_k[:, 1, 1] - h_k[:, 0, 1] ** 2 > 0)
         tiny = np.all(np.abs(step) <= tol * (1.0 + np.abs(shift[ids])), axis=1)
@@ -558,11 +562,12 @@ def align_one(
     """
     t, r, e, m = (np.asarray(a) for a in (target, refs, ref_err, mask))
     if t.ndim != 2 or m.shape != t.shape or r.ndim != 3 or r.shape[1:] != t.shape or e.shape != r.shape:
-        raise ValueError(f"expected target (ny, nx), refs and ref_err (n, ny, nx), mask (ny, nx); "
-                         f"got {t.shape}, {r.shape}, {e.shape}, {m.shape}")
+        raise ValueError(
+            f"expected target (ny, nx), refs and ref_err (n, ny, nx), mask (ny, nx); "
+            f"got {t.shape}, {r.shape}, {e.shape}, {m.shape}"
+        )
     if r.shape[0] == 0:
-        return (np.empty(r.shape, np.float32), np.empty(r.shape, np.float32),
-                np.empty((0, 3), np.float64))
+        return (np.empty(r.shape, np.float32), np.empty(r.shape, np.float32), np.empty((0, 3), np.float64))
     if not jwst_compat:
         params = fit_shifts(t, r, m)
         sx, sy = -params[:, 0], -params[:, 1]
@@ -571,8 +576,7 @@ def align_one(
         return sci, err, params
     t32, r32, e32, m32 = (a.astype(np.float32, copy=False) for a in (t, r, e, m))
     spectrum = np.fft.fftn(t32)
-    params = np.array([_fit_jwst_spectrum(spectrum, plane, m32) for plane in r32],
-                      dtype=np.float64).reshape(-1, 3)
+    params = np.array([_fit_jwst_spectrum(spectrum, plane, m32) for plane in r32], dtype=np.float64).reshape(-1, 3)
     sci = np.empty(r32.shape, dtype=np.float32)
     err = np.empty(e32.shape, dtype=np.float32)
     for k, (sx_k, sy_k, _) in enumerate(params):

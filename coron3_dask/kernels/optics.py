@@ -91,7 +91,7 @@ class OpticsSpec:
 
 
 def _grid(n: int) -> NDArray[np.float64]:
-    return (np.arange(n) - (n - 1) / 2) * (_GRID_EXTENT / TELESCOPE_D / n)
+    return (np.arange(n, dtype=np.float64) - (n - 1) / 2) * (_GRID_EXTENT / TELESCOPE_D / n)
 
 
 def _pupils(n: int, spec: OpticsSpec) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp]]:
@@ -124,7 +124,7 @@ def _pupils(n: int, spec: OpticsSpec) -> tuple[NDArray[np.float64], NDArray[np.f
     return bin2(pupil), bin2(lyot), segment[ss // 2::ss, ss // 2::ss]
 
 
-def _mft_matrix(u: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.complex128]:
+def _mft_matrix(u: NDArray[np.floating], x: NDArray[np.floating]) -> NDArray[np.complex128]:
     return np.exp(-2j * np.pi * np.outer(u, x))
 
 
@@ -176,7 +176,7 @@ class Coronagraph:
     lyot: NDArray[np.float64] = field(init=False)
     segments: NDArray[np.intp] = field(init=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: D105
         spec, n = self.spec, self.spec.n_pupil
         cutoff = spec.lyot_outer_m / TELESCOPE_D * spec.pixel_lam_d
         if cutoff >= 0.5:

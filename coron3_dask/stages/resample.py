@@ -280,7 +280,7 @@ def _attributes(exposures: Sequence[xr.Dataset], headers: Sequence[Mapping[str, 
     pixar_a2 = scale_arcsec**2
     # one footprint per input image, as jwst lists them (the union's vertex order depends on it)
     polygons = [p for ds, h, s, w in zip(exposures, headers, shapes, wcss, strict=True)
-                for _ in range(ds.sizes[schema.INTEGRATION]) for p in wcs_utils.footprint(h, s, w)]
+                for _ in range(ds.sizes[schema.INTEGRATION]) for p in wcs_utils.footprints(h, s, w)]
     s_region = wcs_utils.output_sregion(polygons, out_wcs, out_shape)
     primary = {"NDRIZ": times["NDRIZ"], "PIXFRAC": float(pixfrac), "RESWHT": weight_type, "PXSCLRT": ratio,
                "EFFEXPTM": times["EFFEXPTM"], "TMEASURE": times["TMEASURE"], "DURATION": times["DURATION"],
