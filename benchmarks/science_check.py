@@ -22,7 +22,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from coron3_dask import pipeline
-from coron3_dask.analysis import companion_snr
+from coron3_dask.analysis import companion_snr, shift_errors
 from coron3_dask.config import load_config
 from coron3_dask.simulate import simulate_programme
 
@@ -31,22 +31,6 @@ MODES = {
     "first": ["align_refs.align_to=first"],
     "jwst_compat": ["align_refs.align_to=first", "align_refs.jwst_compat=true"],
 }
-
-
-def offset_errors(result: pipeline.RunResult, truth: dict) -> np.ndarray:
-    """|fitted - true| (px) of every (science integration, reference) shift."""
-    exposures = {e["file"]: e for e in truth["exposures"]}
-    errors = []
-    for name, shifts in result.shifts.items():
-        sci = next(e for f, e in exposures.items() if name.startswith(f.removesuffix("_calints.fits")))
-        refs = result.references[name]
-        s = shifts if shifts.ndim == 3 else shifts[None]
-        for i in range(s.shape[0]):
-            so = np.asarray(sci["offset_dxdy_px"][i])
-            for m, (src, n) in enumerate(refs):
-                true = np.asarray(exposures[src]["offset_dxdy_px"][n - 1]) - so
-                errors.append(float(np.hypot(*(s[i, m, :2] - true))))
-    return np.asarray(errors)
 
 
 def snr_table(out_dir: Path, truth: dict, asn_id: str) -> dict[str, list[float]]:
@@ -93,7 +77,7 @@ def main() -> None:
         inputs = pipeline.open_inputs(sim.asn_path, psfmask=sim.psfmask_path)
         with dask.config.set(scheduler="threads"):
             result = pipeline.run(inputs, load_config(overrides=overrides), out)
-        err = offset_errors(result, truth)
+        err = shift_errors(result.shifts, result.references, truth)
         snrs = snr_table(out, truth, sim.asn_id)
         rolls = " / ".join(", ".join(f"{v:.1f}" for v in vals) for k, vals in snrs.items() if k != "i2d")
         print(f"| {mode} | {len(err)} | {np.median(err):.4f} | {np.percentile(err, 90):.4f} | {err.max():.4f} "

@@ -5,12 +5,14 @@ Pure NumPy.  Used by the science checks, the benchmarks and the notebooks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Detection", "centroid", "companion_snr"]
+__all__ = ["Detection", "centroid", "companion_snr", "shift_errors"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +107,39 @@ def centroid(image: NDArray[np.floating], xy: tuple[float, float], *, radius: fl
             break
         x, y = float((w * xx).sum() / total), float((w * yy).sum() / total)
     return x, y
+
+
+def shift_errors(
+    shifts: Mapping[str, NDArray[np.float64]],
+    references: Mapping[str, Sequence[tuple[str, int]]],
+    truth: Mapping[str, Any],
+) -> NDArray[np.float64]:
+    """Distance (px) between fitted and true shifts for every fitted pair.
+
+    Parameters
+    ----------
+    shifts : mapping
+        psfalign product name to fitted (sx, sy, beta): ``(integration, ref, 3)`` or
+        ``(ref, 3)`` (fitted against integration 0), as in ``pipeline.RunResult``.
+    references : mapping
+        psfalign name to each reference plane's (PSF file name, integration number).
+    truth : mapping
+        A simulated programme's ``truth.json``: per exposure file, ``offset_dxdy_px`` per
+        integration.
+
+    Returns
+    -------
+    ndarray
+        ``|fitted - (reference offset - science offset)|`` for every pair.
+    """
+    exposures = {e["file"]: e for e in truth["exposures"]}
+    errors = []
+    for name, fitted in shifts.items():
+        science = next(e for f, e in exposures.items() if name.startswith(f.removesuffix("_calints.fits")))
+        s = fitted if fitted.ndim == 3 else fitted[None]
+        for i in range(s.shape[0]):
+            so = np.asarray(science["offset_dxdy_px"][i])
+            for m, (source, number) in enumerate(references[name]):
+                true = np.asarray(exposures[source]["offset_dxdy_px"][number - 1]) - so
+                errors.append(float(np.hypot(*(s[i, m, :2] - true))))
+    return np.asarray(errors)

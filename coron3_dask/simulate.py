@@ -107,7 +107,7 @@ class Preset:
 
 
 _NIRCAM: dict[str, Any] = {"instrument": "NIRCAM", "pupil": "MASKRND", "exp_type": "NRC_CORON", "mask": "round",
-           "lyot_m": (5.2, 2.4, 0.3)}
+                          "lyot_m": (5.2, 2.4, 0.3)}
 #: Approximate real values (mask centres, V2/V3, gains, PHOTMJSR are representative, not calibrated).
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(name="SUB320A335R", detector="NRCALONG", filter="F335M", coronmsk="MASKA335R", subarray="SUB320A335R",

@@ -209,8 +209,11 @@ def resample(
     jwst 3.0.0 ``ResampleStep`` as run by calwebb_coron3 (spec section 8): grid from
     :func:`coron3_dask.wcs.output_grid`, pixels with DQ & (DO_NOT_USE | NON_SCIENCE) or
     NaN in any plane excluded, Fruchter & Hook (2002) drizzle through the ``drizzle``
-    library per integration, variances propagated per spec section 8.5.  Building the
-    graph reads headers only; nothing is computed.
+    library per integration, variances propagated per spec section 8.5.  The per-integration
+    results are summed as associative partials and divided once, so SCI and WHT differ from
+    jwst's running float32 mean at round-off level only.  ``area`` is not used (jwst applies
+    no intensity scaling to imaging data); ``err`` only marks invalid pixels, the output ERR
+    comes from the variances.  Building the graph reads headers only; nothing is computed.
     """
     ResampleParams(pixfrac=pixfrac, kernel=kernel, fillval=fillval, weight_type=weight_type,
                    pixel_scale_ratio=pixel_scale_ratio, pixel_scale=pixel_scale, rotation=rotation,

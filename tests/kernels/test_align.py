@@ -130,6 +130,19 @@ def test_fit_shifts_matches_float64_leastsq(shape):
     np.testing.assert_allclose(ours[:, 2], theirs[:, 2], rtol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(16, 16), (15, 16), (16, 14)])
+def test_fit_shifts_exact_objective_on_white_noise(shape):
+    # white noise puts weight on the Nyquist bins, where S has its special cases
+    rng = np.random.default_rng(9)
+    target = rng.normal(size=shape)
+    refs = np.stack([b * _oracle_shift(target, sx, sy) for sx, sy, b in [(0.4, -0.3, 1.5), (-0.2, 0.45, 0.7)]])
+    refs += rng.normal(scale=0.3, size=refs.shape)
+    mask = rng.uniform(0.2, 1.0, size=shape)
+    ours = align.fit_shifts(target, refs, mask)
+    theirs = np.stack([_leastsq64(target, r, mask) for r in refs])
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
 def test_fit_shifts_degenerate_and_invalid_inputs():
     target = _psf((32, 32))
     zero_ref = align.fit_shifts(target, np.zeros((1, 32, 32)), np.ones((32, 32)))
@@ -172,13 +185,13 @@ def test_median_replace_edge_rule_and_truncation():
 
 
 def test_median_replace_sequential_nan_and_zero_bits():
-    img = np.ones((5, 5), np.float32)
+    img = np.zeros((5, 5), np.float32)
     img[2, 1] = img[2, 2] = np.nan  # unflagged NaNs, neighbours in row-major order
-    img[1:4, 3] = 100.0
+    img[1:4, 3] = img[3, 2] = 10.0
     out = align.median_replace_one(img, np.zeros((5, 5), np.uint32), bad_bits=0)
-    assert out[2, 1] == 1.0  # window: seven 1.0 and the still-NaN (2, 2)
-    # (2, 2) sees the replaced (2, 1) = 1.0 as good: five 1.0 vs three 100.0 -> median 1.0
-    assert out[2, 2] == 1.0
+    assert out[2, 1] == 0.0  # six 0.0 and one 10.0 (the still-NaN (2, 2) is not good)
+    # (2, 2) sees the replaced (2, 1) = 0.0 as good: four 0.0, four 10.0 -> 5.0 (not 10.0)
+    assert out[2, 2] == 5.0
     dq = np.zeros((5, 5), np.uint32)
     dq[4, 4] = 1 | 512
     img2 = np.full((5, 5), 7.0, np.float32)
