@@ -212,7 +212,10 @@ def run(
     provenance = Provenance(config.to_dict(), inputs.files)
     tasks, shifts, partials = writers.plan(products, inputs, config, out, provenance)
     try:
-        paths, fitted = dask.compute(tasks, shifts, **(compute_kwargs or {}))
+        # optimize_graph=False: per-collection optimisation would fuse (and re-key) the shared
+        # align/klip tasks inside the arrays' graphs, so the write tasks built from the
+        # unfused blocks would compute them a second time
+        paths, fitted = dask.compute(tasks, shifts, optimize_graph=False, **(compute_kwargs or {}))
     except BaseException:
         for partial in partials:
             partial.unlink(missing_ok=True)

@@ -504,7 +504,7 @@ def simulate_programme(
            "Companion objects with separation > 0 and contrast > 0")
 
     out = Path(out_dir)
-    rngs = {k: np.random.default_rng([seed, v]) for k, v in _STREAMS.items()}
+    rngs = {k: np.random.default_rng([seed, v]) for k, v in _STREAMS.items() if k != "noise"}
     ratio = float(rngs["flux"].uniform(1.5, 3.0)) if ref_flux_ratio is None else float(ref_flux_ratio)
     flux = p.star_flux if star_flux is None else float(star_flux)
     plan = _plan(p, n_science_ints=n_science_ints, n_ref_ints=n_ref_ints, n_dither=n_dither, n_rolls=n_rolls,
@@ -533,7 +533,7 @@ def simulate_programme(
                 raise ValueError(f"companion {c} falls outside the {p.name} frame at roll {e.roll} deg")
     out.mkdir(parents=True, exist_ok=True)
     phase, exposures, cosmic = static.copy(), [], []
-    for e in plan:
+    for k, e in enumerate(plan):
         mean = e.offset.mean(axis=0)
         crpix, pc = wcs[e.file]
         prim, sci_hdr = _headers(p, e, n_dither, crpix, pc)
@@ -550,7 +550,8 @@ def simulate_programme(
             phase = phase + _step(optics, rngs["speckle"], speckle_drift_nm[1])
             scene = fourier_shift(optics.star_point_image(phase) + companion_point, *e.offset[i], pixel_mtf=True)
             model = np.clip((scene * e.flux + bkg) * flat, 0, None) * eff
-            counts = rngs["noise"].poisson(model) + rngs["noise"].normal(0.0, read_noise, p.shape)
+            noise = np.random.default_rng([seed, _STREAMS["noise"], k, i])  # a stream per integration
+            counts = noise.poisson(model) + noise.normal(0.0, read_noise, p.shape)
             for y, x in _cosmic_rays(rngs["cosmic"], p.shape, cosmic_ray_rate, cosmic_ray_fraction):
                 charge = rngs["cosmic"].uniform(1000, 8000) + 20 * math.sqrt(model[y, x] + read_noise**2)
                 counts[y, x] += charge

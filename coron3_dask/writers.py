@@ -28,6 +28,17 @@ _CUBE_VARS = ("sci", "err", "dq", *schema.VAR_NAMES, "area")
 _IMAGE_VARS = ("sci", "err", "con", "wht", *schema.VAR_NAMES)
 
 
+def _whole(array: Any) -> Any:
+    """A Delayed of the whole array, built from its *unoptimised* blocks.
+
+    Handing a dask array straight to ``dask.delayed`` optimises (fuses and re-keys) its
+    graph, so tasks it shares with other products (alignment, KLIP) would run again.
+    """
+    if array is None or isinstance(array, np.ndarray):
+        return array
+    return dask.delayed(np.block, pure=True)(array.to_delayed(optimize_graph=False).tolist())
+
+
 def _int_times(exposure: xr.Dataset) -> np.ndarray | None:
     rows = exposure.attrs.get("int_times")
     if not rows:
@@ -124,7 +135,7 @@ def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray
 
 
 def _delayed_shifts_table(aligned: xr.Dataset) -> Delayed:
-    return dask.delayed(shifts_table)(aligned["shifts"].data, aligned["source"].values,
+    return dask.delayed(shifts_table)(_whole(aligned["shifts"].data), aligned["source"].values,
                                       aligned["int_number"].values)
 
 
@@ -132,7 +143,7 @@ def _psfalign(path: Path, aligned: xr.Dataset, primary: dict[str, Any], sci_head
               prov: np.ndarray) -> tuple[Delayed, Path]:
     tables = {"SHIFTS": _delayed_shifts_table(aligned), "C3D_PROV": prov}
     if schema.INTEGRATION not in aligned["sci"].dims:
-        arrays = {"sci": aligned["sci"].data, "err": aligned["err"].data, "dq": aligned["dq"].data}
+        arrays = {v: _whole(aligned[v].data) for v in ("sci", "err", "dq")}
         return dask.delayed(write_cube)(str(path), primary, sci_header, arrays, tables), path
     tmp = path.with_name(f".{path.name}.partial")
     shape = aligned["sci"].shape
@@ -188,7 +199,7 @@ def plan(
         prov = provenance_table(provenance, sources)
         steps = ds.attrs.get("steps", {})
         if kind == "psfalign":
-            shifts[name] = ds["shifts"].data
+            shifts[name] = _whole(ds["shifts"].data)
             if not config.save_psfalign:
                 continue
             primary = product_primary(ds.attrs["primary_header"], filename=name, steps=steps, asn=asn_cards,
@@ -203,13 +214,13 @@ def plan(
                                       filename=name, datamodel="ImageModel", steps=steps, asn=asn_cards)
             sci_header = {"BUNIT": ds.attrs.get("BUNIT", "MJy/sr"), **ds.attrs["wcs_header"],
                           **ds.attrs.get("sci_cards", {})}
-            arrays = {v: ds[v].data for v in _IMAGE_VARS if v in ds}
+            arrays = {v: _whole(ds[v].data) for v in _IMAGE_VARS if v in ds}
             tables: dict[str, Any] = {"C3D_PROV": prov}
         else:
             primary = product_primary(ds.attrs["primary_header"], filename=name, datamodel="CubeModel",
                                       steps=steps, asn=asn_cards)
             sci_header = clean_header(ds.attrs["sci_header"])
-            arrays = {v: ds[v].data for v in _CUBE_VARS if v in ds}
+            arrays = {v: _whole(ds[v].data) for v in _CUBE_VARS if v in ds}
             tables = {"INT_TIMES": _int_times(ds) if kind != "psfstack" else None, "C3D_PROV": prov}
         tasks.append(dask.delayed(write_cube)(str(path), primary, sci_header, arrays, tables))
         partials.append(path.with_name(f".{path.name}.{os.getpid()}.partial"))

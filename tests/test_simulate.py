@@ -15,6 +15,7 @@ from astropy.wcs import WCS
 from scipy import ndimage, optimize
 
 from coron3_dask import dq
+from coron3_dask.kernels.optics import fourier_shift
 from coron3_dask.simulate import (
     PRESETS,
     Companion,
@@ -155,6 +156,14 @@ def test_offset_is_an_exact_fourier_shift():
     off = offaxis_psf("SUB320A335R", seed=1)
     assert off.sum() == pytest.approx(1.0, abs=0.02) and off.max() > 100 * base.max()
     assert abs(iy - PRESETS["SUB320A335R"].mask_center[0]) < 20 and abs(ix - PRESETS["SUB320A335R"].mask_center[1]) < 20
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (31, 32), (32, 33), (33, 31)])
+def test_fourier_shift_matches_scipy_convention_on_white_noise(shape):
+    image = np.random.default_rng(0).standard_normal(shape)
+    for shift in [(0.3, -0.7), (1.5, 0.5), (-2.25, 3.1)]:
+        expected = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(image), shift)).real
+        np.testing.assert_allclose(fourier_shift(image, *shift), expected, rtol=0, atol=1e-12)
 
 
 def _measure_offset(data, err, model, mask):
@@ -323,6 +332,12 @@ def test_psfmask_file_header(prog):
     assert (header["REFTYPE"], header["DATAMODL"], header["CORONMSK"], header["SUBARRAY"]) == (
         "PSFMASK", "PsfMaskModel", "MASKA335R", "SUB320A335R")
     assert "USEAFTER" in header and fits.getdata(sim.psfmask_path, "SCI").dtype.byteorder == ">"
+    datamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = datamodels.open(sim.psfmask_path)
+    with model:
+        assert type(model).__name__ == "PsfMaskModel" and model.data.shape == (320, 320)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

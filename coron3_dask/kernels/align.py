@@ -191,6 +191,15 @@ def fourier_shift(
     Nyquist bins treated so that it equals the real part of the full complex transform;
     the two paths agree to round-off. A NaN anywhere in ``image`` makes the whole output
     NaN (as in jwst).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((8, 8))
+    >>> img[2, 3] = 1.0
+    >>> moved = fourier_shift(img, 1.0, 2.0)  # one column right, two rows down
+    >>> bool(np.allclose(moved, np.roll(img, (2, 1), axis=(0, 1))))
+    True
     """
     arr = np.asarray(image)
     if arr.ndim != 2:

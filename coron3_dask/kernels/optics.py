@@ -144,16 +144,24 @@ def fourier_shift(image: NDArray[np.floating], dy: float, dx: float, *, pixel_mt
     Returns
     -------
     ndarray, (ny, nx) float64
-        Equal to ``Re ifft2(fft2(image) exp(-2 pi i (f_y dy + f_x dx)))`` (the convention of
-        ``scipy.ndimage.fourier_shift``).
+        Equal to rounding to ``Re ifft2(fft2(image) exp(-2 pi i (f_y dy + f_x dx)))`` with numpy
+        ``fftfreq`` frequencies (``scipy.ndimage.fourier_shift`` followed by the real part),
+        computed with real FFTs.
     """
     ny, nx = image.shape
     fy = np.fft.fftfreq(ny)[:, None]
-    fx = np.fft.fftfreq(nx)[None, :]
+    fx = np.fft.rfftfreq(nx)[None, :]
     ramp = np.exp(-2j * np.pi * fy * dy) * np.exp(-2j * np.pi * fx * dx)
+    # Nyquist bins: the real part of the full complex transform sees the cosine of the phase
+    if ny % 2 == 0:
+        ramp[ny // 2] = math.cos(math.pi * dy) * np.exp(-2j * np.pi * fx[0] * dx)
+    if nx % 2 == 0:
+        ramp[:, -1] = np.exp(-2j * np.pi * fy[:, 0] * dy) * math.cos(math.pi * dx)
+    if ny % 2 == 0 and nx % 2 == 0:
+        ramp[ny // 2, -1] = math.cos(math.pi * (dy + dx))
     if pixel_mtf:
         ramp *= np.sinc(fy) * np.sinc(fx)
-    return np.fft.ifft2(np.fft.fft2(image) * ramp).real
+    return np.fft.irfft2(np.fft.rfft2(image) * ramp, s=(ny, nx))
 
 
 @dataclass

@@ -104,12 +104,14 @@ def align_refs(
         target = target.isel({schema.INTEGRATION: slice(0, 1)})
     whole = {d: -1 for d in refs.dims}
     stack = [schema.REF, *frame]
+    # coordinates are dropped on the way in (the same names live on "integration" and on
+    # "ref", and xarray would compute them to compare) and the ref ones re-attached after
     sci, err, shifts = xr.apply_ufunc(
         kernel.align_one,
-        target.chunk({schema.INTEGRATION: 1, **{d: -1 for d in frame}}),
-        refs.chunk(whole),
-        ref_err.chunk(whole),
-        mask.chunk({d: -1 for d in frame}),
+        target.reset_coords(drop=True).chunk({schema.INTEGRATION: 1, **{d: -1 for d in frame}}),
+        refs.reset_coords(drop=True).chunk(whole),
+        ref_err.reset_coords(drop=True).chunk(whole),
+        mask.reset_coords(drop=True).chunk({d: -1 for d in frame}),
         input_core_dims=[frame, stack, stack, frame],
         output_core_dims=[stack, stack, [schema.REF, "param"]],
         kwargs={"jwst_compat": jwst_compat},
@@ -123,7 +125,7 @@ def align_refs(
                       "shifts": shifts.transpose(schema.INTEGRATION, schema.REF, "param")})
     out["dq"] = (dims, da.zeros(out["sci"].shape, dtype=np.uint32, chunks=out["sci"].data.chunks))
     ref_coords = {k: c for k, c in refs.coords.items() if c.dims == (schema.REF,)}
-    out = out.assign_coords(param=list(PARAMS), **ref_coords)
+    out = out.assign_coords({"param": list(PARAMS), **ref_coords})
     if align_to == "first":
         out = out.isel({schema.INTEGRATION: 0}, drop=True)
     return out

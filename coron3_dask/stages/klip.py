@@ -43,7 +43,9 @@ def klip(target: xr.DataArray, aligned: xr.DataArray, *, truncate: int = 50) -> 
         raise ValueError(f"KLIP needs at least 2 reference integrations, got {aligned.sizes[schema.REF]}")
     frame = list(schema.FRAME_DIMS)
     stack = [schema.REF, *frame]
-    target = target.chunk({schema.INTEGRATION: 1, **{d: -1 for d in frame}})
+    coords = target.coords
+    target = target.reset_coords(drop=True).chunk({schema.INTEGRATION: 1, **{d: -1 for d in frame}})
+    aligned = aligned.reset_coords(drop=True)
     if schema.INTEGRATION in aligned.dims:
         sci, err = xr.apply_ufunc(
             kernel.klip_one, target, aligned.chunk({schema.INTEGRATION: 1, **{d: -1 for d in stack}}),
@@ -68,4 +70,4 @@ def klip(target: xr.DataArray, aligned: xr.DataArray, *, truncate: int = 50) -> 
         )
         err = err.expand_dims({schema.INTEGRATION: target.sizes[schema.INTEGRATION]}).chunk({schema.INTEGRATION: 1})
     dims = list(schema.CUBE_DIMS)
-    return xr.Dataset({"sci": sci.transpose(*dims), "err": err.transpose(*dims)})
+    return xr.Dataset({"sci": sci.transpose(*dims), "err": err.transpose(*dims)}).assign_coords(coords)

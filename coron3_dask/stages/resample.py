@@ -88,7 +88,7 @@ def _frames(ds: xr.Dataset, name: str) -> list[Delayed] | list[None]:
     if name not in ds:
         return [None] * n
     array = ds[name].transpose(*schema.CUBE_DIMS).chunk({schema.INTEGRATION: 1, schema.Y: -1, schema.X: -1}).data
-    return list(array.to_delayed().ravel())
+    return list(array.to_delayed(optimize_graph=False).ravel())
 
 
 def _drizzle_frame(sci: NDArray[Any], dq_frame: NDArray[Any] | None, var_rnoise: NDArray[Any] | None,
