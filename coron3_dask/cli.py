@@ -12,11 +12,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from coron3_dask import __version__
-from coron3_dask.config import ConfigError, Coron3Config, load_config
+from coron3_dask.config import ConfigError, load_config
+from coron3_dask.progress import LocalProgress, StageBoard, stage_of
 
 __all__ = ["main"]
 
@@ -39,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="process one coron3 association", description=(
         "Process one coron3 association (ASN JSON) into crfints, psfstack, psfalign, psfsub and i2d."))
     run.add_argument("asn", type=Path, help="coron3 association JSON file")
-    run.add_argument("-o", "--output-dir", type=Path, default=Path("."), help="directory for products (default: .)")
+    run.add_argument("-o", "--output-dir", type=Path, default=Path(), help="directory for products (default: .)")
     run.add_argument("--psfmask", type=Path, help="PSFMASK reference file (default: look up in --crds-path)")
     run.add_argument("--crds-path", type=Path, help="CRDS-style cache root (default: $CRDS_PATH)")
     run.add_argument("--config", type=Path, help="TOML file of step parameters ([klip] truncate = 10)")
@@ -60,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
     demo = sub.add_parser("demo", help="simulate the default programme and run it on a local Dask cluster",
-                          description="Simulate the default programme into DIR/inputs and process it into DIR/products.")
+                          description="Simulate the default programme into DIR/inputs and process it "
+                                      "into DIR/products.")
     demo.add_argument("--dir", type=Path, default=Path("demo_output"), help="working directory (default demo_output)")
     _scheduler_args(demo)
     return parser
@@ -79,8 +82,8 @@ def _scheduler_args(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def scheduler(args: argparse.Namespace) -> Iterator[str | None]:
-    """Enter the requested scheduler; yield the dashboard URL when there is one."""
+def scheduler(args: argparse.Namespace) -> Iterator[Any]:
+    """Enter the requested scheduler; yield the distributed Client, or None for local ones."""
     spec = args.scheduler
     if args.scheduler_file or spec.startswith(("tcp://", "tls://", "ucx://")) or spec == "local":
         from distributed import Client, LocalCluster, performance_report
@@ -98,14 +101,44 @@ def scheduler(args: argparse.Namespace) -> Iterator[str | None]:
                 client = stack.enter_context(Client(spec))
             if args.performance_report:
                 stack.enter_context(performance_report(filename=str(args.performance_report)))
-            yield client.dashboard_link
+            yield client
         return
-    if spec not in SCHEDULERS:
-        raise ConfigError(f"unknown scheduler {spec!r}: use local, threads, processes, synchronous or tcp://host:port")
+    if args.performance_report:
+        raise ConfigError("--performance-report needs a distributed scheduler (local, tcp://... or --scheduler-file)")
     import dask
 
-    with dask.config.set(scheduler=spec):
+    with dask.config.set(scheduler=spec, num_workers=args.workers):
         yield None
+
+
+def _check_scheduler(args: argparse.Namespace) -> None:
+    spec = args.scheduler
+    if not (args.scheduler_file or spec in SCHEDULERS or spec.startswith(("tcp://", "tls://", "ucx://"))):
+        raise ConfigError(f"unknown scheduler {spec!r}: use local, threads, processes, synchronous or tcp://host:port")
+
+
+def _distributed_compute(client: Any, board: StageBoard | None) -> Callable[..., Sequence[Any]]:
+    """Submit the graph to the cluster (no client-side gathering of pixels), with progress."""
+    from distributed.diagnostics.progressbar import MultiProgressBar
+
+    class _Bar(MultiProgressBar):
+        def _draw_bar(self, remaining: dict[str, int], all: dict[str, int], **kwargs: Any) -> None:  # noqa: A002
+            if board is not None:
+                board.update(all, remaining)
+                board.draw()
+
+        def _draw_stop(self, **kwargs: Any) -> None:
+            if board is not None:
+                board.draw(final=True)
+
+    def compute(*collections: Any) -> Sequence[Any]:
+        futures = client.compute(list(collections), optimize_graph=False)
+        if board is not None:
+            bar = _Bar(futures, client.scheduler.address, group_by=stage_of, complete=True, interval="250ms")
+            client.loop.add_callback(bar.listen)
+        return list(client.gather(futures))
+
+    return compute
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -126,14 +159,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.no_save_psfalign:
         overrides.append("save_psfalign=false")
     config = load_config(args.config, overrides)
+    _check_scheduler(args)
     inputs = pipeline.open_inputs(args.asn, psfmask=args.psfmask or config.align_refs.override_psfmask or None,
                                   crds_path=args.crds_path)
     products = pipeline.build(inputs, config)
+    board = None if args.no_progress else StageBoard()
     start = time.perf_counter()
-    with scheduler(args) as dashboard:
-        if dashboard:
-            print(f"Dask dashboard: {dashboard}", file=sys.stderr)
-        result = pipeline.run(inputs, config, args.output_dir, products=products)
+    with scheduler(args) as client:
+        if client is not None:
+            print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+            result = pipeline.run(inputs, config, args.output_dir, products=products,
+                                  compute=_distributed_compute(client, board))
+        else:
+            with LocalProgress(board) if board else contextlib.nullcontext():
+                result = pipeline.run(inputs, config, args.output_dir, products=products)
     elapsed = time.perf_counter() - start
     record = args.output_dir / f"{inputs.association.product_name}_coron3_dask.json"
     record.write_text(json.dumps({"version": __version__, "parameters": config.to_dict(),

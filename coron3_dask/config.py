@@ -149,7 +149,7 @@ class Coron3Config:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {f.name for f in dataclasses.fields(Coron3Config) if dataclasses.is_dataclass(f.default_factory)}  # type: ignore[arg-type]
+_SECTIONS = {f.name for f in dataclasses.fields(Coron3Config) if dataclasses.is_dataclass(f.default_factory)}
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

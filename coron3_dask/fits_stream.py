@@ -382,7 +382,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         yield tmp
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     finally:
         if tmp.exists():
             tmp.unlink()

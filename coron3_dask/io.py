@@ -27,8 +27,20 @@ from astropy.io import fits
 
 from coron3_dask import schema
 from coron3_dask.fits_stream import (  # the byte-level half of the I/O layer; writers re-exported
-    Extension, ExtensionSpec, FitsLayout, InputError, append_table, atomic_path, data_nbytes, image_shape,
-    lazy_extension, preallocate_fits, read_extension, scan_fits, write_fits, write_slab,
+    Extension,
+    ExtensionSpec,
+    FitsLayout,
+    InputError,
+    append_table,
+    atomic_path,
+    data_nbytes,
+    image_shape,
+    lazy_extension,
+    preallocate_fits,
+    read_extension,
+    scan_fits,
+    write_fits,
+    write_slab,
 )
 
 __all__ = [

@@ -9,7 +9,7 @@ computes nothing; ``run`` turns them into write tasks and calls ``dask.compute``
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,7 +182,7 @@ def run(
     output_dir: str | Path,
     *,
     products: Products | None = None,
-    compute_kwargs: dict[str, Any] | None = None,
+    compute: Callable[..., Sequence[Any]] | None = None,
 ) -> RunResult:
     """Build the graph, then write every product with a single ``dask.compute``.
 
@@ -196,8 +196,10 @@ def run(
         Directory for the products (created if missing).
     products : Products, optional
         Already-built products (default: ``build(inputs, config)``).
-    compute_kwargs : dict, optional
-        Passed to ``dask.compute`` (the scheduler is chosen by the caller's context).
+    compute : callable, optional
+        ``compute(*delayed) -> results``, called once with every write task and fitted-shift
+        array; default ``dask.compute`` on an unoptimised graph under the caller's scheduler
+        context.  The CLI passes one that submits to a distributed cluster with progress.
 
     Returns
     -------
@@ -211,15 +213,14 @@ def run(
     products = products or build(inputs, config)
     provenance = Provenance(config.to_dict(), inputs.files)
     tasks, shifts, partials = writers.plan(products, inputs, config, out, provenance)
+    names = list(shifts)
     try:
-        # optimize_graph=False: per-collection optimisation would fuse (and re-key) the shared
-        # align/klip tasks inside the arrays' graphs, so the write tasks built from the
-        # unfused blocks would compute them a second time
-        paths, fitted = dask.compute(tasks, shifts, optimize_graph=False, **(compute_kwargs or {}))
+        results = (compute or _compute)(*tasks, *shifts.values())
     except BaseException:
         for partial in partials:
             partial.unlink(missing_ok=True)
         raise
+    paths, fitted = results[: len(tasks)], dict(zip(names, results[len(tasks) :], strict=True))
     for name, params in fitted.items():
         _log_shifts(name, params)
     references = {name: list(zip(ds["source"].values.tolist(), ds["int_number"].values.tolist(), strict=True))
@@ -227,9 +228,17 @@ def run(
     return RunResult([Path(p) for p in paths], fitted, references)
 
 
+def _compute(*collections: Any) -> Sequence[Any]:
+    """``dask.compute`` without per-collection optimisation.
+
+    Optimising each collection separately would fuse (and re-key) the align/KLIP tasks
+    that several products share, so they would run more than once.
+    """
+    return dask.compute(*collections, optimize_graph=False)
+
+
 def _log_shifts(name: str, params: np.ndarray) -> None:
-    flat: Sequence[np.ndarray] = params.reshape(-1, params.shape[-1])
-    sx, sy, beta = np.asarray(flat).T
+    sx, sy, beta = params.reshape(-1, params.shape[-1]).T
     log.info("%s: %d fits, |shift| median %.4f px (max %.4f), beta median %.4f",
              name, len(sx), float(np.median(np.hypot(sx, sy))), float(np.max(np.hypot(sx, sy))),
              float(np.median(beta)))

@@ -596,13 +596,14 @@ def _write_products(out: Path, p: Preset, plan: list[_Exposure], params: dict[st
         "SUBARRAY": p.subarray, "SUBSTRT1": p.substrt[0], "SUBSTRT2": p.substrt[1], "SUBSIZE1": p.shape[1],
         "SUBSIZE2": p.shape[0], "FASTAXIS": p.axes[0], "SLOWAXIS": p.axes[1]}, [io.Extension("SCI", psfmask(p))])
     opt_elem = "-".join(sorted((v.lower() for v in (p.filter, p.pupil) if v), key=str.lower))
-    product = f"jw{_PROGRAM}-{_ASN_ID}_t001_{inst}_{opt_elem}-{p.subarray.lower()}"
+    subarray = "" if p.subarray == "FULL" else f"-{p.subarray.lower()}"
+    product = f"jw{_PROGRAM}-{_ASN_ID}_t001_{inst}_{opt_elem}{subarray}"
     members = sorted(exposures, key=lambda x: (x["exptype"] != "science", x["file"]))
     asn = {
         "asn_type": "coron3", "asn_rule": f"candidate_Asn_Lv3{'NRC' if inst == 'nircam' else 'MIR'}Coron",
         "version_id": "20231221t060000", "code_version": "coron3_dask.simulate",
         "degraded_status": "No known degraded exposures in association.", "program": _PROGRAM,
-        "constraints": "DMSAttrConstraint('{'name': 'program', 'sources': ['program'], 'value': '1386'}')",
+        "constraints": "simulated: program 01386, one target, coronagraphic science + PSF reference",
         "asn_id": _ASN_ID, "target": "t001", "asn_pool": f"jw{_PROGRAM}_20231221t060000_pool.csv",
         "products": [{"name": product, "members": [
             {"expname": m["file"], "exptype": m["exptype"], "exposerr": "null",

@@ -29,7 +29,7 @@ _IMAGE_VARS = ("sci", "err", "con", "wht", *schema.VAR_NAMES)
 
 
 def _whole(array: Any) -> Any:
-    """A Delayed of the whole array, built from its *unoptimised* blocks.
+    """Return a Delayed of the whole array, built from its *unoptimised* blocks.
 
     Handing a dask array straight to ``dask.delayed`` optimises (fuses and re-keys) its
     graph, so tasks it shares with other products (alignment, KLIP) would run again.
@@ -46,7 +46,8 @@ def _int_times(exposure: xr.Dataset) -> np.ndarray | None:
     if isinstance(rows, np.ndarray):
         return rows
     names = list(rows[0])
-    return np.rec.fromrecords([tuple(r[n] for n in names) for r in rows], names=names)
+    dtype = [(n, np.asarray([r[n] for r in rows]).dtype) for n in names]
+    return np.array([tuple(r[n] for n in names) for r in rows], dtype=dtype)
 
 
 def write_cube(
@@ -103,7 +104,7 @@ def _finish_stream(tmp: str, path: str, tables: Mapping[str, np.ndarray], writte
     """Append the small tables and rename the streamed file into place."""
     for name, table in tables.items():
         io.append_table(tmp, name, table, {})
-    os.replace(tmp, path)
+    Path(tmp).replace(path)
     return path
 
 

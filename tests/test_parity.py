@@ -118,5 +118,5 @@ def test_measured_agreement_is_reported(both, capsys):
             d = np.abs(np.asarray(a.data, np.float64) - b.data)
             rows.append((member.name, suffix, _rel_median(a.data, b.data), float(np.nanmax(d))))
     for row in rows:
-        print("parity %s %s: relative median |diff| %.3g, max |diff| %.3g" % row)
+        print("parity {} {}: relative median |diff| {:.3g}, max |diff| {:.3g}".format(*row))
     assert all(r[2] <= 1e-4 for r in rows)

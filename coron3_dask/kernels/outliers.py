@@ -32,7 +32,7 @@ def good_pixels(dq: NDArray[np.uint32], *, good_bits: int) -> NDArray[np.bool_]:
     return (dq & np.uint32(~good_bits & 0xFFFFFFFF)) == 0
 
 
-def weight_threshold(weight: NDArray[np.floating], *, maskpt: float) -> float:
+def weight_threshold(weight: NDArray[np.floating] | NDArray[np.bool_], *, maskpt: float) -> float:
     """Weight threshold ``maskpt * mean(sigma_clip(weight[finite & weight != 0]))``.
 
     Parameters
