@@ -184,11 +184,20 @@ class OfficialRun:
     """Timings of one ``Coron3Pipeline`` run (seconds)."""
 
     wall: float
+    #: user + sys CPU seconds of this process (and any reaped children) during the run
+    cpu: float
     #: step alias (plus ``read``, ``write``, ``other``) -> seconds of wall time, summed over calls
     steps: dict[str, float] = field(default_factory=dict)
     #: step alias -> number of calls
     calls: dict[str, int] = field(default_factory=dict)
     products: list[Path] = field(default_factory=list)
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 class _Timer:
@@ -268,13 +277,15 @@ def run_official(asn_path: str | Path, psfmask: str | Path, output_dir: str | Pa
         pipe.save_model = timer.wrap(pipe.save_model, "write")
         pipe.prepare_output = timer.wrap(pipe.prepare_output, "read")
         before = {p.name for p in output_dir.iterdir()}
+        cpu0 = _cpu_seconds()
         start = time.perf_counter()
         pipe.run(str(asn_path))
         wall = time.perf_counter() - start
+        cpu = _cpu_seconds() - cpu0
     steps = dict(timer.spent)
     steps["other"] = wall - sum(steps.values())
     products = sorted(p for p in output_dir.iterdir() if p.name not in before)
-    return OfficialRun(wall, steps, dict(timer.calls), products)
+    return OfficialRun(wall, cpu, steps, dict(timer.calls), products)
 
 
 def copy_psfmask(psfmask: str | Path, work_dir: str | Path) -> Path:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from coron3_dask import __version__
 from coron3_dask.config import ConfigError, load_config
 from coron3_dask.progress import LocalProgress, StageBoard, stage_of
@@ -25,6 +27,7 @@ __all__ = ["main"]
 log = logging.getLogger("coron3_dask")
 
 SCHEDULERS = ("local", "threads", "processes", "synchronous")
+_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,7 +110,10 @@ def scheduler(args: argparse.Namespace) -> Iterator[Any]:
         raise ConfigError("--performance-report needs a distributed scheduler (local, tcp://... or --scheduler-file)")
     import dask
 
-    with dask.config.set(scheduler=spec, num_workers=args.workers):
+    # BLAS pinned to one thread per dask thread (distributed's nanny does the same for its
+    # workers): no oversubscription, and results independent of the scheduler chosen
+    os.environ.update({name: "1" for name in _BLAS_ENV})  # inherited by 'processes' workers
+    with dask.config.set(scheduler=spec, num_workers=args.workers), threadpool_limits(1):
         yield None
 
 
