@@ -75,10 +75,11 @@ for i in $(seq 1 "$n_workers"); do
 done
 
 address=$(sed -n 's/.*"address": *"\([^"]*\)".*/\1/p' "$scheduler_file")
+dashboard=$(sed -n 's/.*"dashboard": *\([0-9][0-9]*\).*/\1/p' "$scheduler_file")
 cat <<EOF
 Dask scheduler ${address:-(see $scheduler_file)} with $n_workers workers x $threads threads on 127.0.0.1
   scheduler file: $scheduler_file
-  dashboard:      http://127.0.0.1:$dashboard_port/status (unless port 0: see $workdir/scheduler.log)
+  dashboard:      http://127.0.0.1:${dashboard:-$dashboard_port}/status
   logs:           $workdir/
 Run:  coron3-dask run ASN.json --output-dir products/ --scheduler-file $scheduler_file
 Ctrl-C stops the cluster.

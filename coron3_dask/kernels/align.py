@@ -234,6 +234,23 @@ def _axis_factors(n: int, shift: NDArray[np.float64]) -> tuple[NDArray[np.comple
     return c, d
 
 
+def _shift_stream(images: NDArray[np.floating], sx: NDArray[np.float64], sy: NDArray[np.float64]) -> NDArray[np.float32]:
+    """Float64 Fourier shift of every plane, ``_BATCH`` planes at a time, into float32.
+
+    Memory stays at the float32 output plus one batch of float64 work, however many
+    planes.  A plane containing a NaN shifts to an all-NaN plane (every Fourier
+    coefficient sees the NaN), so it is written directly without the FFTs.
+    """
+    out = np.empty(images.shape, dtype=np.float32)
+    bad = np.isnan(images).any(axis=(1, 2))
+    out[bad] = np.nan
+    good = np.flatnonzero(~bad)
+    for lo in range(0, len(good), _BATCH):
+        idx = good[lo : lo + _BATCH]
+        out[idx] = _shift_batch(images[idx].astype(np.float64), sx[idx], sy[idx])
+    return out
+
+
 def _shift_batch(images: NDArray[np.float64], sx: NDArray[np.float64], sy: NDArray[np.float64]) -> NDArray[np.float64]:
     """Float64 ``S(images[m]; sx[m], sy[m])`` for a stack (m, ny, nx)."""
     ny, nx = images.shape[1:]
@@ -351,7 +368,7 @@ def fit_shifts(
     local optimum than ``leastsq`` started at zero.
     """
     t = np.asarray(target, dtype=np.float64)
-    r = np.asarray(refs, dtype=np.float64)
+    r = np.asarray(refs)  # cast to float64 batch by batch: memory bounded for many references
     m = np.asarray(mask, dtype=np.float64)
     if t.ndim != 2 or m.shape != t.shape or r.ndim != 3 or r.shape[1:] != t.shape:
         raise ValueError(
@@ -364,7 +381,7 @@ def fit_shifts(
         return out
     model = _TargetModel(t, m)
     for lo in range(0, r.shape[0], _BATCH):
-        out[lo : lo + _BATCH] = _fit_batch(model, r[lo : lo + _BATCH], max_iter, tol)
+        out[lo : lo + _BATCH] = _fit_batch(model, r[lo : lo + _BATCH].astype(np.float64), max_iter, tol)
     return out
 
 
@@ -579,10 +596,7 @@ def align_one(
         return (np.empty(r.shape, np.float32), np.empty(r.shape, np.float32), np.empty((0, 3), np.float64))
     if not jwst_compat:
         params = fit_shifts(t, r, m)
-        sx, sy = -params[:, 0], -params[:, 1]
-        sci = _shift_batch(r.astype(np.float64), sx, sy).astype(np.float32)
-        err = _shift_batch(e.astype(np.float64), sx, sy).astype(np.float32)
-        return sci, err, params
+        return _shift_stream(r, -params[:, 0], -params[:, 1]), _shift_stream(e, -params[:, 0], -params[:, 1]), params
     t32, r32, e32, m32 = (a.astype(np.float32, copy=False) for a in (t, r, e, m))
     spectrum = np.fft.fftn(t32)
     params = np.array([_fit_jwst_spectrum(spectrum, plane, m32) for plane in r32], dtype=np.float64).reshape(-1, 3)

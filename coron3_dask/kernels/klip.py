@@ -12,37 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["kl_basis", "klip_model", "klip_one", "klip_subtract", "project"]
-
-
-def kl_basis(refs: NDArray[np.floating], truncate: int) -> NDArray[np.float64]:
-    """Karhunen-Loeve basis of flattened reference images.
-
-    Parameters
-    ----------
-    refs : ndarray, (ref, npix)
-        Flattened references; each row must already have zero mean.
-    truncate : int
-        Number of modes kept (all when ``truncate >= ref``).
-
-    Returns
-    -------
-    ndarray, (min(truncate, ref), npix) float64
-        Unit-norm KL vectors ordered by descending eigenvalue.
-
-    Raises
-    ------
-    ValueError
-        Fewer than two references (the covariance is then a scalar; jwst crashes).
-    """
-    r = np.asarray(refs, dtype=np.float64)
-    if r.ndim != 2 or r.shape[0] < 2:
-        raise ValueError(f"KLIP needs at least 2 reference images, got {r.shape[0] if r.ndim else 0}")
-    eigval, eigvect = np.linalg.eigh(np.cov(r))
-    order = eigval.argsort()[::-1]
-    basis = np.dot(eigvect[:, order].T, r)
-    basis /= np.linalg.norm(basis, axis=1, keepdims=True)
-    return basis[:truncate]
+__all__ = ["klip_model", "klip_one", "klip_subtract", "project"]
 
 
 def project(vectors: NDArray[np.float64], basis: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -68,17 +38,24 @@ def _finite(array: NDArray[np.float64], what: str) -> NDArray[np.float64]:
     return array
 
 
+def _blocks(npix: int, size: int) -> list[slice]:
+    return [slice(start, min(start + size, npix)) for start in range(0, npix, size)]
+
+
 def klip_model(
-    refs: NDArray[np.floating], *, truncate: int
+    refs: NDArray[np.floating], *, truncate: int, block: int = 32768
 ) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
     """KL basis of aligned references and the KLIP error image they imply.
 
     Parameters
     ----------
     refs : ndarray, (ref, y, x)
-        Aligned references.
+        Aligned references (float32 or float64; not copied to float64 as a whole).
     truncate : int
         Number of KL modes kept.
+    block : int
+        Pixels processed at a time: memory stays at ``ref * block`` float64 values
+        beyond the inputs and the ``(k, y*x)`` basis, whatever the frame size.
 
     Returns
     -------
@@ -92,13 +69,42 @@ def klip_model(
     ------
     ValueError
         Fewer than two references or non-finite values.
+
+    Notes
+    -----
+    The same arithmetic as jwst (each reference made zero-mean in float64, covariance
+    normalised by ``npix - 1``, eigenvectors sorted by descending eigenvalue, KL vectors
+    normalised to unit norm), accumulated over pixel blocks; results agree with the
+    one-shot computation to float64 round-off.
     """
-    shape = refs.shape[1:]
-    r = _finite(np.asarray(refs, dtype=np.float64).reshape(len(refs), -1), "references")
-    r = r - r.mean(axis=1, keepdims=True)
-    basis = kl_basis(r, truncate)
-    residuals = r - project(r, basis)
-    return basis, residuals.std(axis=0).reshape(shape).astype(np.float32)
+    n_ref = len(refs)
+    if n_ref < 2:
+        raise ValueError(f"KLIP needs at least 2 reference images, got {n_ref}")
+    flat = np.asarray(refs).reshape(n_ref, -1)
+    npix = flat.shape[1]
+    blocks = _blocks(npix, block)
+    means = flat.mean(axis=1, dtype=np.float64)[:, None]
+
+    def centred(sl: slice) -> NDArray[np.float64]:
+        return _finite(flat[:, sl].astype(np.float64) - means, "references")
+
+    cov = np.zeros((n_ref, n_ref))
+    for sl in blocks:
+        c = centred(sl)
+        cov += c @ c.T
+    eigval, eigvect = np.linalg.eigh(cov / (npix - 1))
+    vectors = eigvect[:, eigval.argsort()[::-1]].T[:truncate]
+    basis = np.empty((len(vectors), npix))
+    for sl in blocks:
+        basis[:, sl] = vectors @ centred(sl)
+    basis /= np.linalg.norm(basis, axis=1, keepdims=True)
+    coeffs = np.zeros((n_ref, len(basis)))
+    for sl in blocks:
+        coeffs += centred(sl) @ basis[:, sl].T
+    err = np.empty(npix, dtype=np.float32)
+    for sl in blocks:
+        err[sl] = (centred(sl) - coeffs @ basis[:, sl]).std(axis=0)
+    return basis, err.reshape(refs.shape[1:])
 
 
 def klip_subtract(target: NDArray[np.floating], basis: NDArray[np.float64]) -> NDArray[np.float32]:
