@@ -184,6 +184,18 @@ def graph_size(products: Any, inputs: Any, config: Any) -> int:
         return len(expr.__dask_graph__())
 
 
+def _profile_rows(profiler: Any, n: int = 15) -> list[tuple[str, int, float, float]]:
+    """Top functions by own time: (function, calls, tottime s, cumtime s)."""
+    import pstats
+
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    rows = []
+    for (filename, line, func), (_, ncalls, tottime, cumtime, _) in stats.items():
+        where = f"{Path(filename).name}:{line}" if line else filename
+        rows.append((f"{func} ({where})", ncalls, tottime, cumtime))
+    return sorted(rows, key=lambda r: -r[2])[:n]
+
+
 def _stage_totals(durations: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {s: {"seconds": 0.0, "tasks": 0} for s in STAGES}
     for name, values in durations.items():
@@ -246,8 +258,17 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
         inputs = pipeline.open_inputs(spec["asn"], psfmask=spec["psfmask"])
         products = pipeline.build(inputs, config)
         t_build = time.perf_counter()
+        profiler = None
+        if spec.get("profile"):
+            import cProfile
+
+            profiler = cProfile.Profile()
+            stack.enter_context(profiler)
         with stream:
             run = pipeline.run(inputs, config, out_dir, products=products)
+        if profiler is not None:
+            profiler.disable()
+            result["profile"] = _profile_rows(profiler)
         wall = time.perf_counter() - t0
         cpu = _cpu_self() - cpu0
         system = _system_cpu() - sys0
@@ -305,9 +326,33 @@ def child_official(spec: dict[str, Any]) -> dict[str, Any]:
 # orchestration (parent side)
 
 
+#: set by --wait-quiet: (most seconds to wait, busy fraction of the machine regarded as quiet)
+QUIET: tuple[float, float] = (0.0, 0.25)
+
+
+def wait_quiet() -> float:
+    """Wait (at most ``QUIET[0]`` s) until other processes use less than ``QUIET[1]`` of the machine's cores.
+
+    Returns the busy fraction seen last (over a 1 s window).
+    """
+    import psutil
+
+    deadline = time.monotonic() + QUIET[0]
+    while True:
+        busy = psutil.cpu_percent(interval=1.0) / 100.0
+        if busy < QUIET[1] or time.monotonic() >= deadline:
+            return busy
+        time.sleep(1.0)
+
+
 def _run_best(spec: dict[str, Any], timeout: float, repeat: int) -> dict[str, Any]:
     """Run a configuration ``repeat`` times; keep the run with the least wall time (all walls recorded)."""
-    results = [_run_child(spec, timeout) for _ in range(max(1, repeat))]
+    results = []
+    for _ in range(max(1, repeat)):
+        busy = wait_quiet() if QUIET[0] > 0 else None
+        result = _run_child(spec, timeout)
+        result["busy_before"] = busy
+        results.append(result)
     good = [r for r in results if "error" not in r]
     if not good:
         return results[-1]
@@ -316,10 +361,15 @@ def _run_best(spec: dict[str, Any], timeout: float, repeat: int) -> dict[str, An
     return best
 
 
+#: set by --blas-threads: environment of every child (BLAS thread pools are sized at import)
+CHILD_ENV: dict[str, str] = {}
+
+
 def _run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(spec)]
+    env = {**os.environ, **CHILD_ENV}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {timeout:.0f} s"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -419,6 +469,11 @@ def print_stage_tables(rows: list[dict[str, Any]]) -> None:
             print(f"| (inter-worker transfer) | {res['transfer_s']:.2f} | | |")
         tops = ", ".join(f"{name} {sec:.2f} s/{n}" for name, sec, n in res["top"][:6])
         print(f"\ntop task groups: {tops}")
+        if res.get("profile"):
+            print("\n| function (cProfile, synchronous) | calls | own s | cumulative s |")
+            print("|---|---:|---:|---:|")
+            for func, calls, own, cum in res["profile"]:
+                print(f"| `{func}` | {calls} | {own:.2f} | {cum:.2f} |")
 
 
 def print_sweep_table(rows: list[dict[str, Any]]) -> None:
@@ -440,7 +495,7 @@ def print_sweep_table(rows: list[dict[str, Any]]) -> None:
 
 def _ours_spec(asn: Path, psfmask: Path, mode: str, scheduler: str, workers: int, out: Path) -> dict[str, Any]:
     return {"kind": "ours", "asn": str(asn), "psfmask": str(psfmask), "mode": mode, "scheduler": scheduler,
-            "workers": workers, "out_dir": str(out)}
+            "workers": workers, "out_dir": str(out), "profile": scheduler == "synchronous"}
 
 
 def run_programme(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
@@ -511,7 +566,7 @@ def run_sweep(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                               work / "out" / f"sweep_{ints}_{dither}x{ref_ints}_{workers}_{mode}")
             print(f"# sweep {ints} ints, {dither}x{ref_ints} refs, {workers} workers, {mode} "
                   f"(predicted {predicted:.0f} s) ...", file=sys.stderr)
-            res = _run_child(spec, max(args.point_budget * 1.5, 60))
+            res = _run_best(spec, max(args.point_budget * 1.5, 60), 1)
             row["res"] = res
             rows.append(row)
             if "error" not in res:
@@ -533,9 +588,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="coron3_dask alignment modes (default: each first compat)")
     p.add_argument("--schedulers", nargs="+", default=["threads", "local"],
                    choices=["threads", "local", "synchronous", "processes"],
-                   help="schedulers for coron3_dask (default: threads local)")
+                   help="schedulers for coron3_dask (default: threads local); synchronous runs also "
+                        "print a cProfile of the run")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="threads (threads) or worker processes (local); default: cores")
+    p.add_argument("--blas-threads", type=int,
+                   help="OPENBLAS/OMP/MKL_NUM_THREADS for every run (default: unset, OpenBLAS uses all cores)")
     p.add_argument("--official", action=argparse.BooleanOptionalAction, default=None,
                    help="also run jwst's Coron3Pipeline (default: on for the programme run, off with --sweep)")
     p.add_argument("--same-files", action=argparse.BooleanOptionalAction, default=True,
@@ -547,6 +605,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip sweep points predicted to take longer than this many seconds (default 180)")
     p.add_argument("--repeat", type=int, default=1,
                    help="runs per configuration; the fastest is reported, every wall time listed (default 1)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="before each run wait up to SECONDS for the machine to be < 25%% busy (shared machines)")
     p.add_argument("--timeout", type=float, default=900.0, help="per-run time limit in seconds (default 900)")
     p.add_argument("--work-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "coron3_bench",
                    help="simulated programmes (reused between runs) and outputs")
@@ -586,10 +646,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("RESULT " + json.dumps(res))
         return 0
     args = _parser().parse_args(argv)
+    global QUIET
+    QUIET = (args.wait_quiet, QUIET[1])
+    if args.blas_threads:
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            CHILD_ENV[name] = str(args.blas_threads)
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    print(f"machine: {_machine()}")
+    print(f"machine: {_machine()}; BLAS threads: {args.blas_threads or 'default (all cores)'}")
     if args.sweep:
         rows = run_sweep(args, work)
         print(f"\n### Scaling sweep (SUB320A335R, 2 rolls, scheduler {args.sweep_scheduler})")

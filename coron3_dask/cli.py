@@ -212,7 +212,12 @@ def _demo(args: argparse.Namespace) -> int:
     args.psfmask, args.crds_path, args.config = sim.psfmask_path, None, None
     args.overrides, args.jwst_compat, args.no_save_psfalign = [], False, False
     status = _run(args)
-    print(f"Inputs: {inputs}\nProducts: {args.output_dir}\nTruth: {sim.truth_path}")
+    from coron3_dask.preview import write_preview
+
+    products = args.output_dir
+    png = write_preview(sorted(products.glob("*_psfsub.fits")), next(products.glob("*_i2d.fits"), None),
+                        products / "preview.png", truth=json.loads(sim.truth_path.read_text()))
+    print(f"Inputs: {inputs}\nProducts: {products}\nPreview: {png}\nTruth: {sim.truth_path}")
     return status
 
 

@@ -395,3 +395,35 @@ def lazy_psfmask(path: str | Path, shape: tuple[int, ...]) -> da.Array:
     path = Path(path).resolve()
     sci, mtime_ns = _psfmask_shape(path, shape)
     return lazy_extension(path, mtime_ns, "SCI", sci, schema.FLOAT_DTYPE)
+
+
+def read_image(path: str | Path, ext: str = "SCI") -> tuple[np.ndarray, dict[str, Any]]:
+    """Read one image extension eagerly (for small products: previews, analysis).
+
+    Parameters
+    ----------
+    path : path
+        FITS file.
+    ext : str
+        Extension name.
+
+    Returns
+    -------
+    data : ndarray
+        Native byte order.
+    header : dict
+        The extension's header cards.
+
+    Raises
+    ------
+    InputError
+        Missing file or extension.
+    """
+    path = Path(path)
+    try:
+        with fits.open(path) as hdul:
+            hdu = hdul[ext]
+            data = np.asarray(hdu.data)
+            return data.astype(data.dtype.newbyteorder("=")), _header_dict(hdu.header)
+    except (OSError, KeyError) as exc:
+        raise InputError(f"{path}: cannot read extension {ext}: {exc}") from None

@@ -4,7 +4,7 @@
 #
 #   deploy/local-cluster.sh [N_WORKERS] [SCHEDULER_FILE]
 #   # in another shell:
-#   coron3-dask run asn.json --output-dir products/ --scheduler-file SCHEDULER_FILE
+#   coron3-dask run asn.json --output-dir "$PWD/products" --scheduler-file SCHEDULER_FILE
 #
 # Defaults: 2 workers, scheduler file $TMPDIR/coron3-scheduler.json.
 # Environment: COR3_SCHEDULER_PORT (default 8786; 0 = any free port), COR3_DASHBOARD_PORT
@@ -36,9 +36,11 @@ pids=()
 cleanup() {
     trap - EXIT INT TERM
     if ((${#pids[@]})); then
-        echo "local-cluster: stopping ${#pids[@]} processes" >&2
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
+        echo "local-cluster: stopping the workers and the scheduler" >&2
+        kill -TERM "${pids[@]:1}" 2>/dev/null || true  # workers first: no reconnection noise
+        wait "${pids[@]:1}" 2>/dev/null || true
+        kill -TERM "${pids[0]}" 2>/dev/null || true
+        wait "${pids[0]}" 2>/dev/null || true
     fi
     rm -rf "$workdir"
     rm -f "$scheduler_file"
@@ -81,7 +83,8 @@ Dask scheduler ${address:-(see $scheduler_file)} with $n_workers workers x $thre
   scheduler file: $scheduler_file
   dashboard:      http://127.0.0.1:${dashboard:-$dashboard_port}/status
   logs:           $workdir/
-Run:  coron3-dask run ASN.json --output-dir products/ --scheduler-file $scheduler_file
+Run:  coron3-dask run ASN.json --output-dir "\$PWD/products" --scheduler-file $scheduler_file
+      (absolute paths: the workers write the products, from their own working directory)
 Ctrl-C stops the cluster.
 EOF
 
