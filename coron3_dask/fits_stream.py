@@ -36,7 +36,7 @@ from numpy.typing import DTypeLike
 __all__ = [
     "Extension", "ExtensionSpec", "FitsLayout", "InputError", "append_table", "atomic_path", "data_nbytes",
     "image_shape", "lazy_extension", "make_header", "preallocate_fits", "read_extension", "scan_fits",
-    "write_fits", "write_slab",
+    "write_block", "write_fits", "write_slab",
 ]
 
 
@@ -292,13 +292,38 @@ def write_slab(path: str | Path, offset: int, index: int, slab: np.ndarray, dtyp
     written concurrently from different threads or processes.  The shape is not checked
     here; :meth:`FitsLayout.write_slab` checks it.
     """
-    if index < 0:
-        raise ValueError(f"slab index must be >= 0, got {index}")
-    buf = _to_disk(np.asarray(slab), _native(dtype)).tobytes()
+    return write_block(path, offset, index, np.asarray(slab)[None], dtype)
+
+
+def write_block(path: str | Path, offset: int, start: int, block: np.ndarray, dtype: DTypeLike) -> int:
+    """Write consecutive slabs ``block[0], block[1], ...`` starting at leading index ``start``.
+
+    Parameters
+    ----------
+    path : path
+        The preallocated file.
+    offset : int
+        Byte offset of the extension's data.
+    start : int
+        Leading index of ``block[0]``.
+    block : ndarray
+        Array of shape ``(n, *extension.shape[1:])``.
+    dtype : dtype-like
+        The extension's dtype.
+
+    Returns
+    -------
+    int
+        Bytes written.
+    """
+    if start < 0:
+        raise ValueError(f"slab index must be >= 0, got {start}")
+    buf = _to_disk(np.asarray(block), _native(dtype))
+    plane = buf.nbytes // max(len(buf), 1)
     with open(path, "r+b") as f:
-        f.seek(offset + index * len(buf))
-        f.write(buf)
-    return len(buf)
+        f.seek(offset + start * plane)
+        f.write(buf.tobytes())
+    return buf.nbytes
 
 
 def append_table(path: str | Path, name: str, data: np.ndarray, header: Mapping[str, Any] | None = None) -> None:

@@ -39,6 +39,7 @@ from coron3_dask.fits_stream import (  # the byte-level half of the I/O layer; w
     preallocate_fits,
     read_extension,
     scan_fits,
+    write_block,
     write_fits,
     write_slab,
 )
@@ -46,7 +47,7 @@ from coron3_dask.fits_stream import (  # the byte-level half of the I/O layer; w
 __all__ = [
     "Association", "Extension", "ExtensionSpec", "FitsLayout", "InputError", "append_table", "atomic_path",
     "check_same_frame", "find_psfmask", "lazy_psfmask", "open_calints", "open_exposures", "preallocate_fits",
-    "read_association", "read_psfmask", "write_fits", "write_slab",
+    "read_association", "read_image", "read_psfmask", "write_block", "write_fits", "write_slab",
 ]
 
 

@@ -1,14 +1,14 @@
 """Turn lazy products into write tasks that run on the workers.
 
-Every product is written by the task that computes it (no pixels are gathered to the client)
-to a hidden ``.partial`` name, renamed when complete.  The 4-D psfalign is streamed: its
-file is pre-allocated and each science integration's slab is written by the task that
-aligned it.
+Every product is streamed: its file is pre-allocated under a hidden ``.partial`` name, each
+block of each extension is written by a task right after the task that computed it (no
+product is ever assembled whole, on the client or on a worker), and a final task appends
+the small tables and renames the file into place.
 """
 
 from __future__ import annotations
 
-import os
+import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,20 +22,18 @@ from coron3_dask import io, schema
 from coron3_dask.config import Coron3Config
 from coron3_dask.products import Provenance, clean_header, product_primary, provenance_table
 
-__all__ = ["plan", "shifts_table", "write_cube"]
+__all__ = ["plan", "shifts_table", "stream_product"]
 
 _CUBE_VARS = ("sci", "err", "dq", *schema.VAR_NAMES, "area")
 _IMAGE_VARS = ("sci", "err", "con", "wht", *schema.VAR_NAMES)
 
 
-def _whole(array: Any) -> Any:
-    """Return a Delayed of the whole array, built from its *unoptimised* blocks.
+def _whole(array: Any) -> Delayed:
+    """Return a Delayed of a (small) whole array, built from its *unoptimised* blocks.
 
     Handing a dask array straight to ``dask.delayed`` optimises (fuses and re-keys) its
     graph, so tasks it shares with other products (alignment, KLIP) would run again.
     """
-    if array is None or isinstance(array, np.ndarray):
-        return array
     return dask.delayed(np.block, pure=True)(array.to_delayed(optimize_graph=False).tolist())
 
 
@@ -43,73 +41,68 @@ def _int_times(exposure: xr.Dataset) -> np.ndarray | None:
     rows = exposure.attrs.get("int_times")
     if not rows:
         return None
-    if isinstance(rows, np.ndarray):
-        return rows
     names = list(rows[0])
     dtype = [(n, np.asarray([r[n] for r in rows]).dtype) for n in names]
     return np.array([tuple(r[n] for n in names) for r in rows], dtype=dtype)
 
 
-def write_cube(
-    path: str,
-    primary: Mapping[str, Any],
-    sci_header: Mapping[str, Any],
-    arrays: Mapping[str, np.ndarray],
-    tables: Mapping[str, np.ndarray | None],
-) -> str:
-    """Write an image product (cube, quad or 2-D image) atomically; runs on a worker.
-
-    Parameters
-    ----------
-    path : str
-        Final file name.
-    primary : mapping
-        PRIMARY cards.
-    sci_header : mapping
-        SCI header cards (WCS, BUNIT, ...); ERR and VAR_* get BUNIT too.
-    arrays : mapping
-        Lower-case extension name to array (``sci``, ``err``, ``dq``, ``var_*``, ...).
-    tables : mapping
-        Extension name to structured array (``INT_TIMES``, ``C3D_PROV``, ...).
-
-    Returns
-    -------
-    str
-        ``path``.
-    """
-    bunit = sci_header.get("BUNIT", "MJy/sr")
-    extensions = []
-    for name, data in arrays.items():
-        if data is None:
-            continue
-        if name == "sci":
-            header: Mapping[str, Any] = sci_header
-        elif name in ("err",) or name.startswith("var_"):
-            header = {"BUNIT": bunit if name == "err" else f"({bunit})**2"}
-        else:
-            header = {}
-        extensions.append(io.Extension(name.upper(), np.ascontiguousarray(data), header))
-    extensions += [io.Extension(name, data, table=True) for name, data in tables.items() if data is not None]
-    io.write_fits(path, primary, extensions)
-    return path
+def _write_block(tmp: str, offsets: Mapping[str, int], name: str, start: int, block: np.ndarray, dtype: Any) -> int:
+    """Write one computed block of one extension (runs on the worker that computed it)."""
+    return io.write_block(tmp, offsets[name], start, block, dtype)
 
 
-def _write_slabs(tmp: str, offsets: Mapping[str, int], index: int, sci: np.ndarray, err: np.ndarray) -> int:
-    """Write one science integration's aligned references (SCI and ERR slabs)."""
-    written = io.write_slab(tmp, offsets["SCI"], index, sci[0], np.float32)
-    return written + io.write_slab(tmp, offsets["ERR"], index, err[0], np.float32)
-
-
-def _finish_stream(tmp: str, path: str, tables: Mapping[str, np.ndarray], written: list[int]) -> str:
-    """Append the small tables and rename the streamed file into place."""
+def _finish(tmp: str, path: str, tables: Mapping[str, np.ndarray | None], written: list[int]) -> str:
+    """Append the small tables and rename the complete file into place."""
     for name, table in tables.items():
-        io.append_table(tmp, name, table, {})
+        if table is not None:
+            io.append_table(tmp, name, table, {})
     Path(tmp).replace(path)
     return path
 
 
+def stream_product(
+    path: Path,
+    primary: Mapping[str, Any],
+    extensions: Mapping[str, tuple[Any, Mapping[str, Any]]],
+    tables: Mapping[str, Any],
+) -> tuple[Delayed, Path]:
+    """Plan the streamed write of one FITS product.
+
+    Parameters
+    ----------
+    path : Path
+        Final file name.
+    primary : mapping
+        PRIMARY header cards.
+    extensions : mapping
+        EXTNAME to ``(dask array, header cards)``, in file order.  Arrays are written block
+        by block along their first axis (other axes are made single-chunk).
+    tables : mapping
+        EXTNAME to a structured array or a Delayed of one (appended at the end).
+
+    Returns
+    -------
+    task : Delayed
+        Returns ``str(path)`` once the file is complete and renamed.
+    partial : Path
+        The temporary name (removed by the caller if the run fails).
+    """
+    tmp = path.with_name(f".{path.name}.partial")
+    specs = [io.ExtensionSpec(name, tuple(arr.shape), np.dtype(arr.dtype), dict(header))
+             for name, (arr, header) in extensions.items()]
+    offsets = dask.delayed(io.preallocate_fits, pure=True)(str(tmp), dict(primary), specs)
+    written = []
+    for name, (arr, _) in extensions.items():
+        arr = arr.rechunk({i: -1 for i in range(1, arr.ndim)})
+        starts = itertools.accumulate(arr.chunks[0][:-1], initial=0)
+        blocks = arr.to_delayed(optimize_graph=False).reshape(-1)
+        written += [dask.delayed(_write_block)(str(tmp), offsets, name, start, block, arr.dtype)
+                    for start, block in zip(starts, blocks, strict=True)]
+    return dask.delayed(_finish)(str(tmp), str(path), dict(tables), written), tmp
+
+
 def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray) -> np.ndarray:
-    """Rows ``(integration, ref, source, int_number, sx, sy, beta)`` for the SHIFTS extension.
+    """Rows ``(integration, ref, ref_source, ref_int, sx, sy, beta)`` for the SHIFTS extension.
 
     Parameters
     ----------
@@ -135,29 +128,11 @@ def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray
     return table
 
 
-def _delayed_shifts_table(aligned: xr.Dataset) -> Delayed:
-    return dask.delayed(shifts_table)(_whole(aligned["shifts"].data), aligned["source"].values,
-                                      aligned["int_number"].values)
-
-
-def _psfalign(path: Path, aligned: xr.Dataset, primary: dict[str, Any], sci_header: Mapping[str, Any],
-              prov: np.ndarray) -> tuple[Delayed, Path]:
-    tables = {"SHIFTS": _delayed_shifts_table(aligned), "C3D_PROV": prov}
-    if schema.INTEGRATION not in aligned["sci"].dims:
-        arrays = {v: _whole(aligned[v].data) for v in ("sci", "err", "dq")}
-        return dask.delayed(write_cube)(str(path), primary, sci_header, arrays, tables), path
-    tmp = path.with_name(f".{path.name}.partial")
-    shape = aligned["sci"].shape
+def _extensions(ds: xr.Dataset, names: tuple[str, ...], sci_header: Mapping[str, Any]) -> dict[str, Any]:
     bunit = sci_header.get("BUNIT", "MJy/sr")
-    specs = [io.ExtensionSpec("SCI", shape, np.dtype(np.float32), dict(sci_header)),
-             io.ExtensionSpec("ERR", shape, np.dtype(np.float32), {"BUNIT": bunit}),
-             io.ExtensionSpec("DQ", shape, np.dtype(np.uint32), {})]
-    offsets = dask.delayed(io.preallocate_fits)(str(tmp), primary, specs)
-    sci_blocks = aligned["sci"].data.to_delayed(optimize_graph=False).ravel()
-    err_blocks = aligned["err"].data.to_delayed(optimize_graph=False).ravel()
-    written = [dask.delayed(_write_slabs)(str(tmp), offsets, i, s, e)
-               for i, (s, e) in enumerate(zip(sci_blocks, err_blocks, strict=True))]
-    return dask.delayed(_finish_stream)(str(tmp), str(path), tables, written), tmp
+    units = {"sci": sci_header, "err": {"BUNIT": bunit}}
+    return {v.upper(): (ds[v].data, units.get(v, {"BUNIT": f"({bunit})**2"} if v.startswith("var_") else {}))
+            for v in names if v in ds}
 
 
 def plan(
@@ -183,9 +158,16 @@ def plan(
     tasks : list of Delayed
         Each returns the path it wrote.
     shifts : dict
-        psfalign name to the lazy fitted-parameter array (small; returned to the client).
+        psfalign name to a Delayed of the fitted-parameter array (small; returned to the
+        client for the log and the run record).
     partials : list of Path
         Temporary names to remove if the run fails.
+
+    Notes
+    -----
+    psfalign has no DQ extension: jwst's is all zeros by construction (a fresh model's
+    default), and ``stdatamodels`` supplies those zeros on open; for the 4-D product that
+    saves writing an array as large as SCI.
     """
     asn = inputs.association
     asn_cards = {"ASNPOOL": asn.asn_pool, "ASNTABLE": asn.path.name}
@@ -195,34 +177,32 @@ def plan(
     for kind, name, ds in products.items():
         if kind == "crfints" and not config.save_results:
             continue
-        path = out / name
-        sources = [ds.attrs.get("filename", "")] if kind != "psfstack" else list(dict.fromkeys(ds["source"].values))
-        prov = provenance_table(provenance, sources)
+        sources = list(dict.fromkeys(ds["source"].values)) if kind == "psfstack" else [ds.attrs.get("filename", "")]
+        tables: dict[str, Any] = {"C3D_PROV": provenance_table(provenance, sources)}
         steps = ds.attrs.get("steps", {})
         if kind == "psfalign":
             shifts[name] = _whole(ds["shifts"].data)
             if not config.save_psfalign:
                 continue
-            primary = product_primary(ds.attrs["primary_header"], filename=name, steps=steps, asn=asn_cards,
-                                      datamodel="QuadModel" if ds["sci"].ndim == 4 else "CubeModel")
-            task, partial = _psfalign(path, ds, primary, clean_header(ds.attrs["sci_header"]), prov)
-            tasks.append(task)
-            partials.append(partial)
-            continue
-        if kind == "i2d":
+            tables["SHIFTS"] = dask.delayed(shifts_table)(shifts[name], ds["source"].values, ds["int_number"].values)
+            model = "QuadModel" if ds["sci"].ndim == 4 else "CubeModel"
+            sci_header = clean_header(ds.attrs["sci_header"])
+            extensions = _extensions(ds, ("sci", "err"), sci_header)
+        elif kind == "i2d":
             first = inputs.science[0].attrs
-            primary = product_primary({**first["primary_header"], **ds.attrs.get("exposure_cards", {})},
-                                      filename=name, datamodel="ImageModel", steps=steps, asn=asn_cards)
+            primary_cards = {**first["primary_header"], **ds.attrs.get("exposure_cards", {})}
             sci_header = {"BUNIT": ds.attrs.get("BUNIT", "MJy/sr"), **ds.attrs["wcs_header"],
                           **ds.attrs.get("sci_cards", {})}
-            arrays = {v: _whole(ds[v].data) for v in _IMAGE_VARS if v in ds}
-            tables: dict[str, Any] = {"C3D_PROV": prov}
+            model, extensions = "ImageModel", _extensions(ds, _IMAGE_VARS, sci_header)
         else:
-            primary = product_primary(ds.attrs["primary_header"], filename=name, datamodel="CubeModel",
-                                      steps=steps, asn=asn_cards)
+            model = "CubeModel"
             sci_header = clean_header(ds.attrs["sci_header"])
-            arrays = {v: _whole(ds[v].data) for v in _CUBE_VARS if v in ds}
-            tables = {"INT_TIMES": _int_times(ds) if kind != "psfstack" else None, "C3D_PROV": prov}
-        tasks.append(dask.delayed(write_cube)(str(path), primary, sci_header, arrays, tables))
-        partials.append(path.with_name(f".{path.name}.{os.getpid()}.partial"))
+            extensions = _extensions(ds, _CUBE_VARS, sci_header)
+            if kind != "psfstack":
+                tables["INT_TIMES"] = _int_times(ds)
+        primary = product_primary(primary_cards if kind == "i2d" else ds.attrs["primary_header"],
+                                  filename=name, datamodel=model, steps=steps, asn=asn_cards)
+        task, partial = stream_product(out / name, primary, extensions, tables)
+        tasks.append(task)
+        partials.append(partial)
     return tasks, shifts, partials

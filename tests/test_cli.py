@@ -9,7 +9,6 @@ The expected product names are derived here from the association with the spec's
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import io as io_module
 import json
@@ -32,6 +31,7 @@ import coron3_dask
 from coron3_dask import cli, io
 from coron3_dask.config import ConfigError
 from coron3_dask.io import InputError
+from coron3_dask.kernels import klip as klip_kernels
 from coron3_dask.simulate import simulate_programme
 
 EXE = Path(sys.executable).with_name("coron3-dask")
@@ -482,37 +482,32 @@ def test_a_failed_rerun_keeps_the_earlier_products(bad, default_run, programme, 
     assert digests(out) == before
 
 
-def test_a_write_failing_mid_run_leaves_no_partial_and_keeps_the_old_product(
+def test_a_failure_mid_run_leaves_no_partial_and_keeps_the_old_products(
         default_run, programme, tmp_path, capsys, monkeypatch):
-    """The disk fills while psfsub is written: the old psfsub survives, nothing half-written remains."""
+    """KLIP runs out of memory while the rerun is writing: nothing half-written, old psfsub/i2d intact."""
     assert default_run.returncode == 0, default_run.stderr
     out = tmp_path / "products"
     shutil.copytree(default_run.out, out)
     before = digests(out)
-    real_writeto = fits.HDUList.writeto
-    failed: list[str] = []
+    calls: list[int] = []
 
-    def writeto(self, fileobj, *args, **kwargs):
-        real_writeto(self, fileobj, *args, **kwargs)
-        if "_psfsub.fits" in str(fileobj):
-            failed.append(str(fileobj))
-            with open(fileobj, "r+b") as stream:  # half the file reached the disk
-                stream.truncate(Path(fileobj).stat().st_size // 2)
-            raise OSError(errno.ENOSPC, "No space left on device")
+    def out_of_memory(*args, **kwargs):
+        calls.append(1)
+        raise MemoryError("Unable to allocate 7.63 GiB for an array with shape (1024, 1000000)")
 
-    monkeypatch.setattr(fits.HDUList, "writeto", writeto)
-    code = run_main(*run_args(programme, out, "--scheduler", "synchronous"))
+    monkeypatch.setattr(klip_kernels, "klip_one", out_of_memory)  # looked up when the graph is built
+    code = run_main(*run_args(programme, out))
     monkeypatch.undo()
-    assert failed, "the injected failure never triggered (psfsub no longer written through HDUList.writeto?)"
+    assert calls, "the injected failure never ran (KLIP no longer calls kernels.klip.klip_one?)"
     assert code != 0
-    _assert_one_error_line(capsys.readouterr().err, [r"No space left on device"])
+    _assert_one_error_line(capsys.readouterr().err, [r"Unable to allocate"])
     after = digests(out)
     assert sorted(after) == sorted(before), "a file appeared or vanished (a .partial left behind?)"
-    for name in after:
-        if name.endswith(("_psfsub.fits", "_coron3_dask.json")):
-            assert after[name] == before[name], f"{name} was replaced by the failed run"
-    for name in after:
+    for name in after:  # everything downstream of KLIP is still the first run's
+        if name.endswith(("_psfsub.fits", "_i2d.fits", "_coron3_dask.json")):
+            assert after[name] == before[name], f"{name} was touched by the failed run"
+    for name in after:  # and whatever the failed run did rewrite is complete
         if name.endswith(".fits"):
-            with fits.open(out / name) as hdul:  # every file present is complete
+            with fits.open(out / name) as hdul:
                 hdul.verify("exception")
-                assert all(hdu.data is not None for hdu in hdul[1:])
+                assert all(hdu.data is not None for hdu in hdul[1:]), name

@@ -192,7 +192,7 @@ def reordered_run(programme, tmp_path_factory) -> Run:
     return Run("reordered", out, asn_path, programme)
 
 
-def _sci(path: Path, ext: str = "SCI") -> np.ndarray:
+def _data(path: Path, ext: str = "SCI") -> np.ndarray:
     return np.asarray(fits.getdata(path, ext))
 
 
@@ -207,11 +207,10 @@ def _bits(a: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- layout and headers
 def test_run_wrote_every_kind(run):
-    n_sci = len(run.members("science"))
-    counts = {kind: sum(k == kind for k, _ in run.kinds()) for kind in ("crfints", "psfstack", "psfalign", "psfsub",
-                                                                       "i2d")}
-    assert counts == {"crfints": n_sci + len(run.members("psf")), "psfstack": 1, "psfalign": n_sci, "psfsub": n_sci,
-                      "i2d": 1}
+    n_sci, n_psf = len(run.members("science")), len(run.members("psf"))
+    counts = {kind: sum(k == kind for k, _ in run.kinds()) for kind in ("crfints", "psfstack", "psfalign", "psfsub")}
+    counts["i2d"] = sum(k == "i2d" for k, _ in run.kinds())
+    assert counts == {"crfints": n_sci + n_psf, "psfstack": 1, "psfalign": n_sci, "psfsub": n_sci, "i2d": 1}
 
 
 def test_every_product_opens_as_its_data_model(run):
@@ -306,7 +305,7 @@ def test_int_times_follow_the_inputs(run):
         for path in products:
             table = fits.getdata(path, "INT_TIMES")
             nints = fits.getval(path, "NINTS")
-            assert len(table) == nints == _sci(path).shape[0], path.name
+            assert len(table) == nints == _data(path).shape[0], path.name
             np.testing.assert_array_equal(table["integration_number"], truth)
 
 
@@ -330,21 +329,21 @@ def test_psfstack_is_the_psf_crfints_in_asn_order_bit_for_bit(reordered_run):
     assert psf != sorted(psf)  # the order under test is not the name order
     (stack,) = run.out.glob("*_psfstack.fits")
     for ext in ("SCI", "ERR", "DQ"):
-        stacked = _sci(stack, ext)
-        in_order = np.concatenate([_sci(run.crfints(m), ext) for m in psf])
+        stacked = _data(stack, ext)
+        in_order = np.concatenate([_data(run.crfints(m), ext) for m in psf])
         assert stacked.shape == in_order.shape
         assert np.array_equal(_bits(stacked), _bits(in_order)), ext
-        by_name = np.concatenate([_sci(run.crfints(m), ext) for m in sorted(psf)])
+        by_name = np.concatenate([_data(run.crfints(m), ext) for m in sorted(psf)])
         assert not np.array_equal(_bits(stacked), _bits(by_name)), f"{ext}: order would not be detected"
-    assert np.isnan(_sci(stack)).any()  # the NaNs (bad pixels) were part of the comparison
+    assert np.isnan(_data(stack)).any()  # the NaNs (bad pixels) were part of the comparison
 
 
 def test_psfsub_dq_is_the_science_crfints_dq_and_sci_has_no_nan(run):
     for member in run.members("science"):
         psfsub = run.product(member, "psfsub")
-        np.testing.assert_array_equal(_sci(psfsub, "DQ"), _sci(run.crfints(member), "DQ"))
-        assert np.isnan(_sci(run.crfints(member))).any()  # there were NaNs to replace
-        assert not np.isnan(_sci(psfsub)).any(), psfsub.name
+        np.testing.assert_array_equal(_data(psfsub, "DQ"), _data(run.crfints(member), "DQ"))
+        assert np.isnan(_data(run.crfints(member))).any()  # there were NaNs to replace
+        assert not np.isnan(_data(psfsub)).any(), psfsub.name
 
 
 def test_i2d_layout_wcs_and_ndriz(run):

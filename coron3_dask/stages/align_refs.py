@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -78,8 +77,7 @@ def align_refs(
     Returns
     -------
     xr.Dataset
-        ``sci``, ``err`` (float32) and ``dq`` (uint32 zeros) on
-        ``(integration, ref, y, x)`` (``each``) or ``(ref, y, x)`` (``first``), and
+        ``sci`` and ``err`` (float32) on ``(integration, ref, y, x)`` (``each``) or ``(ref, y, x)`` (``first``), and
         ``shifts`` (float64) on ``(..., ref, param)`` with ``param = sx, sy, beta``: the
         science frame shifted by ``(sx, sy)`` and scaled by ``beta`` matches the reference;
         the aligned reference is the reference shifted by ``(-sx, -sy)``.
@@ -123,7 +121,6 @@ def align_refs(
     dims = (schema.INTEGRATION, *stack)
     out = xr.Dataset({"sci": sci.transpose(*dims), "err": err.transpose(*dims),
                       "shifts": shifts.transpose(schema.INTEGRATION, schema.REF, "param")})
-    out["dq"] = (dims, da.zeros(out["sci"].shape, dtype=np.uint32, chunks=out["sci"].data.chunks))
     ref_coords = {k: c for k, c in refs.coords.items() if c.dims == (schema.REF,)}
     out = out.assign_coords({"param": list(PARAMS), **ref_coords})
     if align_to == "first":
