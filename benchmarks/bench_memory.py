@@ -83,8 +83,8 @@ def main_() -> None:
     workers = sorted(peak for pid, (name, peak) in sampler.peaks.items() if "worker" in name or "spawn" in name)
     client = max(peak for name, peak in sampler.peaks.values() if name == "client")
     mib = 2**20
-    print(f"| frame | science ints | refs | align_to | workers x limit | wall s | psfalign written GB "
-          f"| peak RSS per worker MiB | client peak MiB |")
+    print("| frame | science ints | refs | align_to | workers x limit | wall s | psfalign written GB "
+          "| peak RSS per worker MiB | client peak MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {shape[0]}x{shape[1]} | {n_sci} | {n_ref} | {config.align_refs.align_to} | {args.workers} x "
           f"{args.memory_limit} | {wall:.1f} | {psfalign / 1e9:.2f} | {', '.join(str(w // mib) for w in workers)} "

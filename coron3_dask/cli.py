@@ -41,22 +41,37 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="process one coron3 association", description=(
-        "Process one coron3 association (ASN JSON) into crfints, psfstack, psfalign, psfsub and i2d."))
+    run = sub.add_parser(
+        "run",
+        help="process one coron3 association",
+        description=("Process one coron3 association (ASN JSON) into crfints, psfstack, psfalign, psfsub and i2d."),
+    )
     run.add_argument("asn", type=Path, help="coron3 association JSON file")
     run.add_argument("-o", "--output-dir", type=Path, default=Path(), help="directory for products (default: .)")
     run.add_argument("--psfmask", type=Path, help="PSFMASK reference file (default: look up in --crds-path)")
     run.add_argument("--crds-path", type=Path, help="CRDS-style cache root (default: $CRDS_PATH)")
     run.add_argument("--config", type=Path, help="TOML file of step parameters ([klip] truncate = 10)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="STEP.PARAM=VALUE",
-                     help="override one parameter, e.g. --set klip.truncate=10 (repeatable)")
-    run.add_argument("--jwst-compat", action="store_true",
-                     help="behave exactly like jwst 3.0.0: align_refs.align_to=first, align_refs.jwst_compat=true")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="STEP.PARAM=VALUE",
+        help="override one parameter, e.g. --set klip.truncate=10 (repeatable)",
+    )
+    run.add_argument(
+        "--jwst-compat",
+        action="store_true",
+        help="behave exactly like jwst 3.0.0: align_refs.align_to=first, align_refs.jwst_compat=true",
+    )
     run.add_argument("--no-save-psfalign", action="store_true", help="do not write psfalign products")
     _scheduler_args(run)
 
-    sim = sub.add_parser("simulate", help="write a simulated coronagraphic programme", description=(
-        "Write a simulated programme (calints, ASN, PSFMASK, truth.json) in the real on-disk layout."))
+    sim = sub.add_parser(
+        "simulate",
+        help="write a simulated coronagraphic programme",
+        description=("Write a simulated programme (calints, ASN, PSFMASK, truth.json) in the real on-disk layout."),
+    )
     sim.add_argument("out_dir", type=Path, help="output directory")
     sim.add_argument("--preset", default="SUB320A335R", help="SUB320A335R (default), SUB640A210R or MASK1550")
     sim.add_argument("--science-ints", type=int, default=4, help="integrations per science exposure (default 4)")
@@ -64,9 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--dither", type=int, default=5, choices=(1, 5, 9), help="reference dither points (default 5)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
-    demo = sub.add_parser("demo", help="simulate the default programme and run it on a local Dask cluster",
-                          description="Simulate the default programme into DIR/inputs and process it "
-                                      "into DIR/products.")
+    demo = sub.add_parser(
+        "demo",
+        help="simulate the default programme and run it on a local Dask cluster",
+        description="Simulate the default programme into DIR/inputs and process it into DIR/products.",
+    )
     demo.add_argument("--dir", type=Path, default=Path("demo_output"), help="working directory (default demo_output)")
     _scheduler_args(demo)
     return parser
@@ -74,8 +91,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _scheduler_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution")
-    group.add_argument("--scheduler", default="local", metavar="SPEC",
-                       help="local (LocalCluster, default), threads, processes, synchronous, or tcp://host:port")
+    group.add_argument(
+        "--scheduler",
+        default="local",
+        metavar="SPEC",
+        help="local (LocalCluster, default), threads, processes, synchronous, or tcp://host:port",
+    )
     group.add_argument("--scheduler-file", type=Path, help="connect to the cluster described by this file")
     group.add_argument("--workers", type=int, help="local: number of worker processes (default: cores)")
     group.add_argument("--threads-per-worker", type=int, default=1, help="local: threads per worker (default 1)")
@@ -96,9 +117,16 @@ def scheduler(args: argparse.Namespace) -> Iterator[Any]:
                 client = stack.enter_context(Client(scheduler_file=str(args.scheduler_file)))
             elif spec == "local":
                 n = args.workers or os.cpu_count() or 1
-                cluster = stack.enter_context(LocalCluster(
-                    n_workers=n, threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
-                    processes=True, dashboard_address="127.0.0.1:0", host="127.0.0.1"))
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=n,
+                        threads_per_worker=args.threads_per_worker,
+                        memory_limit=args.memory_limit,
+                        processes=True,
+                        dashboard_address="127.0.0.1:0",
+                        host="127.0.0.1",
+                    )
+                )
                 client = stack.enter_context(Client(cluster))
             else:
                 client = stack.enter_context(Client(spec))
@@ -166,25 +194,35 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append("save_psfalign=false")
     config = load_config(args.config, overrides)
     _check_scheduler(args)
-    inputs = pipeline.open_inputs(args.asn, psfmask=args.psfmask or config.align_refs.override_psfmask or None,
-                                  crds_path=args.crds_path)
+    inputs = pipeline.open_inputs(
+        args.asn, psfmask=args.psfmask or config.align_refs.override_psfmask or None, crds_path=args.crds_path
+    )
     products = pipeline.build(inputs, config)
     board = None if args.no_progress else StageBoard()
     start = time.perf_counter()
     with scheduler(args) as client:
         if client is not None:
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
-            result = pipeline.run(inputs, config, args.output_dir, products=products,
-                                  compute=_distributed_compute(client, board))
+            result = pipeline.run(
+                inputs, config, args.output_dir, products=products, compute=_distributed_compute(client, board)
+            )
         else:
             with LocalProgress(board) if board else contextlib.nullcontext():
                 result = pipeline.run(inputs, config, args.output_dir, products=products)
     elapsed = time.perf_counter() - start
     record = args.output_dir / f"{inputs.association.product_name}_coron3_dask.json"
-    record.write_text(json.dumps({"version": __version__, "parameters": config.to_dict(),
-                                  "inputs": [str(p) for p in inputs.files],
-                                  "products": [p.name for p in result.paths], "wall_seconds": elapsed},
-                                 indent=2))
+    record.write_text(
+        json.dumps(
+            {
+                "version": __version__,
+                "parameters": config.to_dict(),
+                "inputs": [str(p) for p in inputs.files],
+                "products": [p.name for p in result.paths],
+                "wall_seconds": elapsed,
+            },
+            indent=2,
+        )
+    )
     print(f"Wrote {len(result.paths)} products to {args.output_dir} in {elapsed:.1f} s:")
     for path in result.paths:
         print(f"  {path.name}")
@@ -194,10 +232,18 @@ def _run(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from coron3_dask.simulate import simulate_programme
 
-    sim = simulate_programme(args.out_dir, preset=args.preset, n_science_ints=args.science_ints,
-                             n_ref_ints=args.ref_ints, n_dither=args.dither, seed=args.seed)
-    print(f"Simulated programme in {sim.directory}: association {sim.asn_path.name}, "
-          f"{len(sim.science_files)} science + {len(sim.psf_files)} PSF exposures, truth in {sim.truth_path.name}")
+    sim = simulate_programme(
+        args.out_dir,
+        preset=args.preset,
+        n_science_ints=args.science_ints,
+        n_ref_ints=args.ref_ints,
+        n_dither=args.dither,
+        seed=args.seed,
+    )
+    print(
+        f"Simulated programme in {sim.directory}: association {sim.asn_path.name}, "
+        f"{len(sim.science_files)} science + {len(sim.psf_files)} PSF exposures, truth in {sim.truth_path.name}"
+    )
     return 0
 
 
@@ -215,8 +261,12 @@ def _demo(args: argparse.Namespace) -> int:
     from coron3_dask.preview import write_preview
 
     products = args.output_dir
-    png = write_preview(sorted(products.glob("*_psfsub.fits")), next(products.glob("*_i2d.fits"), None),
-                        products / "preview.png", truth=json.loads(sim.truth_path.read_text()))
+    png = write_preview(
+        sorted(products.glob("*_psfsub.fits")),
+        next(products.glob("*_i2d.fits"), None),
+        products / "preview.png",
+        truth=json.loads(sim.truth_path.read_text()),
+    )
     print(f"Inputs: {inputs}\nProducts: {products}\nPreview: {png}\nTruth: {sim.truth_path}")
     return status
 

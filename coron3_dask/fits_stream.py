@@ -34,9 +34,22 @@ from dask.base import tokenize
 from numpy.typing import DTypeLike
 
 __all__ = [
-    "Extension", "ExtensionSpec", "FitsLayout", "InputError", "append_table", "atomic_path", "data_nbytes",
-    "image_shape", "lazy_extension", "make_header", "preallocate_fits", "read_extension", "scan_fits",
-    "write_block", "write_fits", "write_slab",
+    "Extension",
+    "ExtensionSpec",
+    "FitsLayout",
+    "InputError",
+    "append_table",
+    "atomic_path",
+    "data_nbytes",
+    "image_shape",
+    "lazy_extension",
+    "make_header",
+    "preallocate_fits",
+    "read_extension",
+    "scan_fits",
+    "write_block",
+    "write_fits",
+    "write_slab",
 ]
 
 
@@ -123,9 +136,17 @@ BLOCK = 2880
 #: native dtype -> (BITPIX, BZERO or None); unsigned integers use the FITS BZERO convention
 _BITPIX: dict[np.dtype, tuple[int, int | None]] = {
     np.dtype(code): (bitpix, bzero)
-    for code, bitpix, bzero in [("u1", 8, None), ("i2", 16, None), ("u2", 16, 1 << 15), ("i4", 32, None),
-                                ("u4", 32, 1 << 31), ("i8", 64, None), ("u8", 64, 1 << 63), ("f4", -32, None),
-                                ("f8", -64, None)]
+    for code, bitpix, bzero in [
+        ("u1", 8, None),
+        ("i2", 16, None),
+        ("u2", 16, 1 << 15),
+        ("i4", 32, None),
+        ("u4", 32, 1 << 31),
+        ("i8", 64, None),
+        ("u8", 64, 1 << 63),
+        ("f4", -32, None),
+        ("f8", -64, None),
+    ]
 }
 _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|EXTNAME|BZERO|BSCALE|END)$")
 

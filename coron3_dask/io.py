@@ -45,9 +45,25 @@ from coron3_dask.fits_stream import (  # the byte-level half of the I/O layer; w
 )
 
 __all__ = [
-    "Association", "Extension", "ExtensionSpec", "FitsLayout", "InputError", "append_table", "atomic_path",
-    "check_same_frame", "find_psfmask", "lazy_psfmask", "open_calints", "open_exposures", "preallocate_fits",
-    "read_association", "read_image", "read_psfmask", "write_block", "write_fits", "write_slab",
+    "Association",
+    "Extension",
+    "ExtensionSpec",
+    "FitsLayout",
+    "InputError",
+    "append_table",
+    "atomic_path",
+    "check_same_frame",
+    "find_psfmask",
+    "lazy_psfmask",
+    "open_calints",
+    "open_exposures",
+    "preallocate_fits",
+    "read_association",
+    "read_image",
+    "read_psfmask",
+    "write_block",
+    "write_fits",
+    "write_slab",
 ]
 
 
@@ -154,8 +170,14 @@ def read_association(path: str | Path) -> Association:
     if problems:
         raise InputError(f"{path}: " + "; ".join(problems))
     return Association(
-        path=path.resolve(), asn_id=str(asn_id), product_name=str(name), asn_pool=str(raw.get("asn_pool", "")),
-        asn_table=path.name, science=tuple(groups["science"]), psf=tuple(groups["psf"]), raw=raw,
+        path=path.resolve(),
+        asn_id=str(asn_id),
+        product_name=str(name),
+        asn_pool=str(raw.get("asn_pool", "")),
+        asn_table=path.name,
+        science=tuple(groups["science"]),
+        psf=tuple(groups["psf"]),
+        raw=raw,
     )
 
 
@@ -225,13 +247,18 @@ def open_calints(path: str | Path) -> xr.Dataset:
         raise InputError(f"{path}: " + "; ".join(problems))
     data_vars: dict[str, tuple[tuple[str, ...], da.Array]] = {
         name: (schema.CUBE_DIMS, lazy_extension(path, mtime_ns, ext, shape, dtype))
-        for ext, (name, dtype) in _CUBE_EXTS.items() if ext in present
+        for ext, (name, dtype) in _CUBE_EXTS.items()
+        if ext in present
     }
     if shapes.get("AREA"):
         data_vars["area"] = (schema.FRAME_DIMS, lazy_extension(path, mtime_ns, "AREA", shape[1:], schema.FLOAT_DTYPE))
     primary = _header_dict(headers["PRIMARY"])
-    attrs: dict[str, Any] = {"primary_header": primary, "sci_header": _header_dict(headers["SCI"]),
-                             "filename": path.name, "path": str(path)}
+    attrs: dict[str, Any] = {
+        "primary_header": primary,
+        "sci_header": _header_dict(headers["SCI"]),
+        "filename": path.name,
+        "path": str(path),
+    }
     int_times = _int_times(path, headers)
     start = int(primary["INTSTART"]) if isinstance(primary.get("INTSTART"), int) else 1
     numbers = np.arange(start, start + shape[0], dtype=np.int64)

@@ -139,18 +139,25 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
     stack = stack_refs(psf_flagged)
     stack.attrs["steps"] = {**stack.attrs.get("steps", {}), "stack_refs": "COMPLETE"}
     products.psfstack[source_product_name(asn.product_name, "psfstack")] = stack
-    stack_replaced = replace_bad_pixels(stack, box=align.median_box_length, bad_bits=bad_bits,
-                                        zero_bits=_zero_bits(stack))
+    stack_replaced = replace_bad_pixels(
+        stack, box=align.median_box_length, bad_bits=bad_bits, zero_bits=_zero_bits(stack)
+    )
     to_resample = []
     for path, exposure in zip(asn.science, inputs.science, strict=True):
         flagged = _outliers(exposure, config)
         products.crfints[exposure_product_name(path, asn.asn_id, "crfints")] = flagged
-        target = replace_bad_pixels(flagged, box=align.median_box_length, bad_bits=bad_bits,
-                                    zero_bits=_zero_bits(flagged))
-        aligned = align_refs(target, stack_replaced, stack["err"], inputs.psfmask,
-                             align_to=align.align_to, jwst_compat=align.jwst_compat)
-        aligned.attrs = {**stack.attrs, "steps": {**stack.attrs["steps"], "align_refs": "COMPLETE"},
-                         "align_to": align.align_to, "jwst_compat": align.jwst_compat}
+        target = replace_bad_pixels(
+            flagged, box=align.median_box_length, bad_bits=bad_bits, zero_bits=_zero_bits(flagged)
+        )
+        aligned = align_refs(
+            target, stack_replaced, stack["err"], inputs.psfmask, align_to=align.align_to, jwst_compat=align.jwst_compat
+        )
+        aligned.attrs = {
+            **stack.attrs,
+            "steps": {**stack.attrs["steps"], "align_refs": "COMPLETE"},
+            "align_to": align.align_to,
+            "jwst_compat": align.jwst_compat,
+        }
         products.psfalign[exposure_product_name(path, asn.asn_id, "psfalign")] = aligned
         sub = klip(target, aligned["sci"], truncate=config.klip.truncate)
         psfsub = flagged.assign(sci=sub["sci"], err=sub["err"])
@@ -223,8 +230,10 @@ def run(
     paths, fitted = results[: len(tasks)], dict(zip(names, results[len(tasks) :], strict=True))
     for name, params in fitted.items():
         _log_shifts(name, params)
-    references = {name: list(zip(ds["source"].values.tolist(), ds["int_number"].values.tolist(), strict=True))
-                  for name, ds in products.psfalign.items()}
+    references = {
+        name: list(zip(ds["source"].values.tolist(), ds["int_number"].values.tolist(), strict=True))
+        for name, ds in products.psfalign.items()
+    }
     return RunResult([Path(p) for p in paths], fitted, references)
 
 
@@ -239,6 +248,11 @@ def _compute(*collections: Any) -> Sequence[Any]:
 
 def _log_shifts(name: str, params: np.ndarray) -> None:
     sx, sy, beta = params.reshape(-1, params.shape[-1]).T
-    log.info("%s: %d fits, |shift| median %.4f px (max %.4f), beta median %.4f",
-             name, len(sx), float(np.median(np.hypot(sx, sy))), float(np.max(np.hypot(sx, sy))),
-             float(np.median(beta)))
+    log.info(
+        "%s: %d fits, |shift| median %.4f px (max %.4f), beta median %.4f",
+        name,
+        len(sx),
+        float(np.median(np.hypot(sx, sy))),
+        float(np.max(np.hypot(sx, sy))),
+        float(np.median(beta)),
+    )

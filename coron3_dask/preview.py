@@ -67,8 +67,10 @@ def write_preview(
     if i2d is not None:
         image, header = io.read_image(i2d)
         wcs = wcs_from_header(header)
-        marks = [tuple(np.asarray(wcs.world_to_pixel_values(c["ra"], c["dec"]), float))
-                 for c in (truth or {}).get("companions", [])]
+        marks = [
+            tuple(np.asarray(wcs.world_to_pixel_values(c["ra"], c["dec"]), float))
+            for c in (truth or {}).get("companions", [])
+        ]
         panels.append(("i2d: all rolls drizzled (first roll's orientation)", image, marks))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
     for ax, (title, image, marks) in zip(axes[0], panels, strict=True):
@@ -83,8 +85,7 @@ def write_preview(
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("coron3_dask: PSF-subtracted rolls and combined i2d (circles: true companion positions)",
-                 fontsize=10)
+    fig.suptitle("coron3_dask: PSF-subtracted rolls and combined i2d (circles: true companion positions)", fontsize=10)
     fig.tight_layout()
     out = Path(out_png)
     with io.atomic_path(out) as tmp:

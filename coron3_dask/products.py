@@ -151,8 +151,22 @@ def provenance_table(provenance: Provenance, sources: Sequence[str | Path] = ())
     return np.array(rows, dtype=[("key", "S16"), ("value", f"S{width}")])
 
 
-_DROP = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "NAXIS4", "EXTEND", "EXTNAME",
-         "XTENSION", "PCOUNT", "GCOUNT", "CHECKSUM", "DATASUM"}
+_DROP = {
+    "SIMPLE",
+    "BITPIX",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "NAXIS3",
+    "NAXIS4",
+    "EXTEND",
+    "EXTNAME",
+    "XTENSION",
+    "PCOUNT",
+    "GCOUNT",
+    "CHECKSUM",
+    "DATASUM",
+}
 
 
 def clean_header(header: Mapping[str, Any]) -> dict[str, Any]:

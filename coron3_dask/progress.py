@@ -21,8 +21,14 @@ from dask.utils import key_split
 __all__ = ["STAGES", "LocalProgress", "StageBoard", "stage_of"]
 
 STAGES = ("read", "outlier_detection", "align_refs", "klip", "resample", "write")
-_LABELS = {"read": "read", "outlier_detection": "outliers", "align_refs": "align", "klip": "klip",
-           "resample": "drizzle", "write": "write"}
+_LABELS = {
+    "read": "read",
+    "outlier_detection": "outliers",
+    "align_refs": "align",
+    "klip": "klip",
+    "resample": "drizzle",
+    "write": "write",
+}
 _RULES = (
     ("write", ("write", "preallocate", "finish_stream", "shifts_table")),
     ("resample", ("drizzle", "pixmap", "combine", "finalize-", "resample")),

@@ -226,17 +226,30 @@ def reference_pixel_scale(wcs: Any, ra: float, dec: float) -> float:
     return float(np.sqrt(xscale * yscale))
 
 
-def _boundary_points(xmin: int, xmax: int, ymin: int, ymax: int, dx: int, dy: int
-                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _boundary_points(
+    xmin: int, xmax: int, ymin: int, ymax: int, dx: int, dy: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Points along a rectangle's edges (jwst/stcal ``_get_boundary_points``)."""
     nx = xmax - xmin + 1
     ny = ymax - ymin + 1
     sx = max(1, int(np.ceil(nx / dx)))
     sy = max(1, int(np.ceil(ny / dy)))
-    x = np.concatenate([np.linspace(xmin, xmax, sx, False), np.full(sy, float(xmax)),
-                        np.linspace(xmax, xmin, sx, False), np.full(sy, float(xmin))])
-    y = np.concatenate([np.full(sx, float(ymin)), np.linspace(ymin, ymax, sy, False),
-                        np.full(sx, float(ymax)), np.linspace(ymax, ymin, sy, False)])
+    x = np.concatenate(
+        [
+            np.linspace(xmin, xmax, sx, False),
+            np.full(sy, float(xmax)),
+            np.linspace(xmax, xmin, sx, False),
+            np.full(sy, float(xmin)),
+        ]
+    )
+    y = np.concatenate(
+        [
+            np.full(sx, float(ymin)),
+            np.linspace(ymin, ymax, sy, False),
+            np.full(sx, float(ymax)),
+            np.linspace(ymax, ymin, sy, False),
+        ]
+    )
     return x, y
 
 
@@ -271,8 +284,9 @@ def mean_pixel_scale(wcs: Any, shape: tuple[int, int]) -> float:
     xmin, xmax, ymin, ymax = 0, nx - 1, 0, ny - 1
     if xmax <= xmin or ymax <= ymin:
         raise ValueError(f"image {shape} too small to measure a mean pixel area")
-    x, y = _boundary_points(xmin, xmax, ymin, ymax, max(min((xmax - xmin) // 4, 15), 1),
-                            max(min((ymax - ymin) // 4, 15), 1))
+    x, y = _boundary_points(
+        xmin, xmax, ymin, ymax, max(min((xmax - xmin) // 4, 15), 1), max(min((ymax - ymin) // 4, 15), 1)
+    )
     centre = _unit_vectors(*_to_world(wcs, np.array([0.5 * (xmin + xmax)]), np.array([0.5 * (ymin + ymax)])))[0]
     v = _unit_vectors(*_to_world(wcs, x, y))
     a, b = v, np.roll(v, -1, axis=0)

@@ -88,16 +88,20 @@ def stream_product(
         The temporary name (removed by the caller if the run fails).
     """
     tmp = path.with_name(f".{path.name}.partial")
-    specs = [io.ExtensionSpec(name, tuple(arr.shape), np.dtype(arr.dtype), dict(header))
-             for name, (arr, header) in extensions.items()]
+    specs = [
+        io.ExtensionSpec(name, tuple(arr.shape), np.dtype(arr.dtype), dict(header))
+        for name, (arr, header) in extensions.items()
+    ]
     offsets = dask.delayed(io.preallocate_fits, pure=True)(str(tmp), dict(primary), specs)
     written = []
     for name, (arr, _) in extensions.items():
         arr = arr.rechunk({i: -1 for i in range(1, arr.ndim)})
         starts = itertools.accumulate(arr.chunks[0][:-1], initial=0)
         blocks = arr.to_delayed(optimize_graph=False).reshape(-1)
-        written += [dask.delayed(_write_block)(str(tmp), offsets, name, start, block, arr.dtype)
-                    for start, block in zip(starts, blocks, strict=True)]
+        written += [
+            dask.delayed(_write_block)(str(tmp), offsets, name, start, block, arr.dtype)
+            for start, block in zip(starts, blocks, strict=True)
+        ]
     return dask.delayed(_finish)(str(tmp), str(path), dict(tables), written), tmp
 
 
@@ -118,8 +122,18 @@ def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray
     """
     s = shifts.reshape(-1, shifts.shape[-2], 3)
     n_int, n_ref = s.shape[:2]
-    table = np.zeros(n_int * n_ref, dtype=[("integration", "i4"), ("ref", "i4"), ("ref_source", "S64"),
-                                          ("ref_int", "i4"), ("sx", "f8"), ("sy", "f8"), ("beta", "f8")])
+    table = np.zeros(
+        n_int * n_ref,
+        dtype=[
+            ("integration", "i4"),
+            ("ref", "i4"),
+            ("ref_source", "S64"),
+            ("ref_int", "i4"),
+            ("sx", "f8"),
+            ("sy", "f8"),
+            ("beta", "f8"),
+        ],
+    )
     table["integration"] = np.repeat(np.arange(n_int), n_ref)
     table["ref"] = np.tile(np.arange(n_ref), n_int)
     table["ref_source"] = np.tile(np.asarray(ref_source, dtype="S64"), n_int)
@@ -131,8 +145,11 @@ def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray
 def _extensions(ds: xr.Dataset, names: tuple[str, ...], sci_header: Mapping[str, Any]) -> dict[str, Any]:
     bunit = sci_header.get("BUNIT", "MJy/sr")
     units = {"sci": sci_header, "err": {"BUNIT": bunit}}
-    return {v.upper(): (ds[v].data, units.get(v, {"BUNIT": f"({bunit})**2"} if v.startswith("var_") else {}))
-            for v in names if v in ds}
+    return {
+        v.upper(): (ds[v].data, units.get(v, {"BUNIT": f"({bunit})**2"} if v.startswith("var_") else {}))
+        for v in names
+        if v in ds
+    }
 
 
 def plan(
@@ -191,8 +208,11 @@ def plan(
         elif kind == "i2d":
             first = inputs.science[0].attrs
             primary_cards = {**first["primary_header"], **ds.attrs.get("exposure_cards", {})}
-            sci_header = {"BUNIT": ds.attrs.get("BUNIT", "MJy/sr"), **ds.attrs["wcs_header"],
-                          **ds.attrs.get("sci_cards", {})}
+            sci_header = {
+                "BUNIT": ds.attrs.get("BUNIT", "MJy/sr"),
+                **ds.attrs["wcs_header"],
+                **ds.attrs.get("sci_cards", {}),
+            }
             model, extensions = "ImageModel", _extensions(ds, _IMAGE_VARS, sci_header)
         else:
             model = "CubeModel"
@@ -200,8 +220,13 @@ def plan(
             extensions = _extensions(ds, _CUBE_VARS, sci_header)
             if kind != "psfstack":
                 tables["INT_TIMES"] = _int_times(ds)
-        primary = product_primary(primary_cards if kind == "i2d" else ds.attrs["primary_header"],
-                                  filename=name, datamodel=model, steps=steps, asn=asn_cards)
+        primary = product_primary(
+            primary_cards if kind == "i2d" else ds.attrs["primary_header"],
+            filename=name,
+            datamodel=model,
+            steps=steps,
+            asn=asn_cards,
+        )
         task, partial = stream_product(out / name, primary, extensions, tables)
         tasks.append(task)
         partials.append(partial)

@@ -234,7 +234,9 @@ def _axis_factors(n: int, shift: NDArray[np.float64]) -> tuple[NDArray[np.comple
     return c, d
 
 
-def _shift_stream(images: NDArray[np.floating], sx: NDArray[np.float64], sy: NDArray[np.float64]) -> NDArray[np.float32]:
+def _shift_stream(
+    images: NDArray[np.floating], sx: NDArray[np.float64], sy: NDArray[np.float64]
+) -> NDArray[np.float32]:
     """Float64 Fourier shift of every plane, ``_BATCH`` planes at a time, into float32.
 
     Memory stays at the float32 output plus one batch of float64 work, however many

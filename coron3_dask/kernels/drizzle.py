@@ -25,8 +25,13 @@ VARIANCE_NAMES: tuple[str, str, str] = ("var_rnoise", "var_flat", "var_poisson")
 
 #: ``finalize`` result, in order
 FinalArrays = tuple[
-    NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.float32],
-    NDArray[np.float32], NDArray[np.float32], NDArray[np.int32],
+    NDArray[np.float32],
+    NDArray[np.float32],
+    NDArray[np.float32],
+    NDArray[np.float32],
+    NDArray[np.float32],
+    NDArray[np.float32],
+    NDArray[np.int32],
 ]
 
 _CTX_BITS = 32
@@ -129,17 +134,37 @@ def drizzle_weight(
     return np.asarray(weight, dtype=np.float32)
 
 
-def _drizzle(data: NDArray[np.float32], weight: NDArray[np.float32], pixmap: NDArray[np.float64],
-             bounds: dict[str, int | None], *, out_shape: tuple[int, int], kernel: str, pixfrac: float,
-             pixel_scale_ratio: float, fillval: str, ctx: tuple[int, int] | None) -> Drizzle:
+def _drizzle(
+    data: NDArray[np.float32],
+    weight: NDArray[np.float32],
+    pixmap: NDArray[np.float64],
+    bounds: dict[str, int | None],
+    *,
+    out_shape: tuple[int, int],
+    kernel: str,
+    pixfrac: float,
+    pixel_scale_ratio: float,
+    fillval: str,
+    ctx: tuple[int, int] | None,
+) -> Drizzle:
     """One ``Drizzle.add_image`` onto a fresh grid with jwst's fixed arguments."""
     if ctx is None:
         driz = Drizzle(kernel=kernel, fillval=fillval, out_shape=out_shape, disable_ctx=True)
     else:
         driz = Drizzle(kernel=kernel, fillval=fillval, out_shape=out_shape, begin_ctx_id=ctx[0], max_ctx_id=ctx[1])
     # in_units="cps": exptime only feeds drizzle's bookkeeping; it must be > 0
-    driz.add_image(data, exptime=1.0, pixmap=pixmap, iscale=1.0, pixel_scale_ratio=pixel_scale_ratio,
-                   weight_map=weight, wht_scale=1.0, pixfrac=pixfrac, in_units="cps", **bounds)
+    driz.add_image(
+        data,
+        exptime=1.0,
+        pixmap=pixmap,
+        iscale=1.0,
+        pixel_scale_ratio=pixel_scale_ratio,
+        weight_map=weight,
+        wht_scale=1.0,
+        pixfrac=pixfrac,
+        in_units="cps",
+        **bounds,
+    )
     return driz
 
 
@@ -230,8 +255,18 @@ def drizzle_partial(
     box: dict[str, int | None] = dict(zip(("xmin", "xmax", "ymin", "ymax"), bounds or (None,) * 4, strict=True))
 
     def run(image: NDArray[np.float32], fillval: str, ctx: tuple[int, int] | None) -> Drizzle:
-        return _drizzle(image, weight, pixmap, box, out_shape=out_shape, kernel=kernel, pixfrac=pixfrac,
-                        pixel_scale_ratio=pixel_scale_ratio, fillval=fillval, ctx=ctx)
+        return _drizzle(
+            image,
+            weight,
+            pixmap,
+            box,
+            out_shape=out_shape,
+            kernel=kernel,
+            pixfrac=pixfrac,
+            pixel_scale_ratio=pixel_scale_ratio,
+            fillval=fillval,
+            ctx=ctx,
+        )
 
     driz = run(data, "0", (image_index, n_images - 1))
     wht = driz.out_wht.astype(np.float64)
@@ -280,8 +315,13 @@ def combine(a: Partial, b: Partial) -> Partial:
     -------
     Partial
     """
-    return Partial(num=a.num + b.num, wht=a.wht + b.wht, con=a.con | b.con,
-                   var_num=a.var_num + b.var_num, var_wht=a.var_wht + b.var_wht)
+    return Partial(
+        num=a.num + b.num,
+        wht=a.wht + b.wht,
+        con=a.con | b.con,
+        var_num=a.var_num + b.var_num,
+        var_wht=a.var_wht + b.var_wht,
+    )
 
 
 def finalize(partial: Partial, *, fillval: str | float | None = "NAN", pixel_scale_ratio: float = 1.0) -> FinalArrays:
@@ -314,13 +354,21 @@ def finalize(partial: Partial, *, fillval: str | float | None = "NAN", pixel_sca
         sci = np.where(partial.wht != 0, partial.num / partial.wht, fill).astype(np.float32)
         scaling = 1.0 / pixel_scale_ratio**2
         variances = [
-            np.where(partial.var_wht[k] > 0, partial.var_num[k] * scaling / partial.var_wht[k] / partial.var_wht[k],
-                     np.nan).astype(np.float32)
+            np.where(
+                partial.var_wht[k] > 0, partial.var_num[k] * scaling / partial.var_wht[k] / partial.var_wht[k], np.nan
+            ).astype(np.float32)
             for k in range(len(VARIANCE_NAMES))
         ]
     stack = np.stack(variances)
     err = np.sqrt(np.nansum(stack, axis=0)).astype(np.float32)
     err[np.all(np.isnan(stack), axis=0)] = np.nan
     var_rnoise, var_flat, var_poisson = variances
-    return (sci, partial.wht.astype(np.float32), err, var_rnoise, var_flat, var_poisson,
-            partial.con.astype(np.int32, copy=True))
+    return (
+        sci,
+        partial.wht.astype(np.float32),
+        err,
+        var_rnoise,
+        var_flat,
+        var_poisson,
+        partial.con.astype(np.int32, copy=True),
+    )

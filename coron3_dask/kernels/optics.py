@@ -100,8 +100,12 @@ def _pupils(n: int, spec: OpticsSpec) -> tuple[NDArray[np.float64], NDArray[np.f
     fine = _grid(n * ss) * TELESCOPE_D
     y, x = np.meshgrid(fine, fine, indexing="ij")
     pitch = _SEGMENT_F2F + _SEGMENT_GAP
-    centres = [(pitch * (q + r / 2), pitch * r * math.sqrt(3) / 2)
-               for q in range(-2, 3) for r in range(-2, 3) if max(abs(q), abs(r), abs(q + r)) <= 2 and (q, r) != (0, 0)]
+    centres = [
+        (pitch * (q + r / 2), pitch * r * math.sqrt(3) / 2)
+        for q in range(-2, 3)
+        for r in range(-2, 3)
+        if max(abs(q), abs(r), abs(q + r)) <= 2 and (q, r) != (0, 0)
+    ]
     segment = np.full(y.shape, -1, dtype=np.intp)
     for k, (cx, cy) in enumerate(centres):
         ax, ay = np.abs(x - cx), np.abs(y - cy)
@@ -121,7 +125,7 @@ def _pupils(n: int, spec: OpticsSpec) -> tuple[NDArray[np.float64], NDArray[np.f
     def bin2(a: NDArray[np.bool_]) -> NDArray[np.float64]:
         return a.reshape(n, ss, n, ss).mean(axis=(1, 3))
 
-    return bin2(pupil), bin2(lyot), segment[ss // 2::ss, ss // 2::ss]
+    return bin2(pupil), bin2(lyot), segment[ss // 2 :: ss, ss // 2 :: ss]
 
 
 def _mft_matrix(u: NDArray[np.floating], x: NDArray[np.floating]) -> NDArray[np.complex128]:
@@ -238,8 +242,9 @@ class Coronagraph:
         e = e - back if self.spec.mask == "round" else back
         return e * self.lyot
 
-    def _image(self, e_lyot: NDArray[np.complex128], mats: tuple[NDArray[np.complex64], NDArray[np.complex64]]
-               ) -> NDArray[np.float64]:
+    def _image(
+        self, e_lyot: NDArray[np.complex128], mats: tuple[NDArray[np.complex64], NDArray[np.complex64]]
+    ) -> NDArray[np.float64]:
         ay, ax = mats
         crop = e_lyot[self._crop, self._crop].astype(np.complex64)
         field_ = (ay @ crop @ ax.T).astype(np.complex128) * self.dx**2
@@ -281,9 +286,18 @@ class Coronagraph:
         y, x = np.meshgrid(self.x, self.x, indexing="ij")
         rho = np.hypot(x, y) / (3.4 / TELESCOPE_D)
         th = np.arctan2(y, x)
-        modes = np.stack([2 * rho**2 - 1, rho**2 * np.cos(2 * th), rho**2 * np.sin(2 * th),
-                          (3 * rho**3 - 2 * rho) * np.cos(th), (3 * rho**3 - 2 * rho) * np.sin(th),
-                          rho**3 * np.cos(3 * th), rho**3 * np.sin(3 * th), 6 * rho**4 - 6 * rho**2 + 1])
+        modes = np.stack(
+            [
+                2 * rho**2 - 1,
+                rho**2 * np.cos(2 * th),
+                rho**2 * np.sin(2 * th),
+                (3 * rho**3 - 2 * rho) * np.cos(th),
+                (3 * rho**3 - 2 * rho) * np.sin(th),
+                rho**3 * np.cos(3 * th),
+                rho**3 * np.sin(3 * th),
+                6 * rho**4 - 6 * rho**2 + 1,
+            ]
+        )
         return modes / self._rms(modes)[:, None, None]
 
     def _rms(self, maps: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -291,8 +305,9 @@ class Coronagraph:
         sel = maps[..., w]
         return np.asarray(np.sqrt(np.mean((sel - sel.mean(axis=-1, keepdims=True)) ** 2, axis=-1)))
 
-    def aberration(self, rng: np.random.Generator, *, low_nm: float, segment_nm: float, ripple_nm: float
-                   ) -> NDArray[np.float64]:
+    def aberration(
+        self, rng: np.random.Generator, *, low_nm: float, segment_nm: float, ripple_nm: float
+    ) -> NDArray[np.float64]:
         """Random optical-path map (nm): low-order + segment piston/tip/tilt + mid-frequency ripple.
 
         Parameters

@@ -96,8 +96,9 @@ def align_refs(
         raise ValueError(f"align_to must be 'each' or 'first', got {align_to!r}")
     frame = list(schema.FRAME_DIMS)
     if mask.shape != tuple(target.sizes[d] for d in frame):
-        raise ValueError(f"PSFMASK shape {mask.shape} differs from the science frame shape "
-                         f"{tuple(target.sizes[d] for d in frame)}")
+        raise ValueError(
+            f"PSFMASK shape {mask.shape} differs from the science frame shape {tuple(target.sizes[d] for d in frame)}"
+        )
     if align_to == "first":
         target = target.isel({schema.INTEGRATION: slice(0, 1)})
     whole = {d: -1 for d in refs.dims}
@@ -119,8 +120,13 @@ def align_refs(
         dask_gufunc_kwargs={"output_sizes": {"param": len(PARAMS)}},
     )
     dims = (schema.INTEGRATION, *stack)
-    out = xr.Dataset({"sci": sci.transpose(*dims), "err": err.transpose(*dims),
-                      "shifts": shifts.transpose(schema.INTEGRATION, schema.REF, "param")})
+    out = xr.Dataset(
+        {
+            "sci": sci.transpose(*dims),
+            "err": err.transpose(*dims),
+            "shifts": shifts.transpose(schema.INTEGRATION, schema.REF, "param"),
+        }
+    )
     ref_coords = {k: c for k, c in refs.coords.items() if c.dims == (schema.REF,)}
     out = out.assign_coords({"param": list(PARAMS), **ref_coords})
     if align_to == "first":

@@ -48,25 +48,38 @@ def klip(target: xr.DataArray, aligned: xr.DataArray, *, truncate: int = 50) -> 
     aligned = aligned.reset_coords(drop=True)
     if schema.INTEGRATION in aligned.dims:
         sci, err = xr.apply_ufunc(
-            kernel.klip_one, target, aligned.chunk({schema.INTEGRATION: 1, **{d: -1 for d in stack}}),
-            input_core_dims=[frame, stack], output_core_dims=[frame, frame],
-            kwargs={"truncate": truncate}, vectorize=True, dask="parallelized",
+            kernel.klip_one,
+            target,
+            aligned.chunk({schema.INTEGRATION: 1, **{d: -1 for d in stack}}),
+            input_core_dims=[frame, stack],
+            output_core_dims=[frame, frame],
+            kwargs={"truncate": truncate},
+            vectorize=True,
+            dask="parallelized",
             output_dtypes=[np.float32, np.float32],
         )
     else:
         modes = min(truncate, aligned.sizes[schema.REF])
         npix = aligned.sizes[schema.Y] * aligned.sizes[schema.X]
         basis, err = xr.apply_ufunc(
-            kernel.klip_model, aligned.chunk({d: -1 for d in stack}),
-            input_core_dims=[stack], output_core_dims=[["mode", "pixel"], frame],
-            kwargs={"truncate": truncate}, dask="parallelized",
+            kernel.klip_model,
+            aligned.chunk({d: -1 for d in stack}),
+            input_core_dims=[stack],
+            output_core_dims=[["mode", "pixel"], frame],
+            kwargs={"truncate": truncate},
+            dask="parallelized",
             output_dtypes=[np.float64, np.float32],
             dask_gufunc_kwargs={"output_sizes": {"mode": modes, "pixel": npix}},
         )
         sci = xr.apply_ufunc(
-            kernel.klip_subtract, target, basis,
-            input_core_dims=[frame, ["mode", "pixel"]], output_core_dims=[frame],
-            vectorize=True, dask="parallelized", output_dtypes=[np.float32],
+            kernel.klip_subtract,
+            target,
+            basis,
+            input_core_dims=[frame, ["mode", "pixel"]],
+            output_core_dims=[frame],
+            vectorize=True,
+            dask="parallelized",
+            output_dtypes=[np.float32],
         )
         err = err.expand_dims({schema.INTEGRATION: target.sizes[schema.INTEGRATION]}).chunk({schema.INTEGRATION: 1})
     dims = list(schema.CUBE_DIMS)

@@ -30,8 +30,13 @@ __all__ = ["resample"]
 PLANE = "plane"
 _GROUP_KEYS = ("PROGRAM", "OBSERVTN", "VISIT", "VISITGRP", "SEQ_ID", "ACT_ID", "EXPOSURE")
 _OUTPUTS: tuple[tuple[str, type], ...] = (
-    ("sci", np.float32), ("wht", np.float32), ("err", np.float32), ("var_rnoise", np.float32),
-    ("var_flat", np.float32), ("var_poisson", np.float32), ("con", np.int32),
+    ("sci", np.float32),
+    ("wht", np.float32),
+    ("err", np.float32),
+    ("var_rnoise", np.float32),
+    ("var_flat", np.float32),
+    ("var_poisson", np.float32),
+    ("con", np.int32),
 )
 
 
@@ -91,18 +96,33 @@ def _frames(ds: xr.Dataset, name: str) -> list[Delayed] | list[None]:
     return list(array.to_delayed(optimize_graph=False).ravel())
 
 
-def _drizzle_frame(sci: NDArray[Any], dq_frame: NDArray[Any] | None, var_rnoise: NDArray[Any] | None,
-                   var_flat: NDArray[Any] | None, var_poisson: NDArray[Any] | None, err: NDArray[Any] | None,
-                   pixmap: NDArray[np.float64], **kwargs: Any) -> drizzle_kernel.Partial:
+def _drizzle_frame(
+    sci: NDArray[Any],
+    dq_frame: NDArray[Any] | None,
+    var_rnoise: NDArray[Any] | None,
+    var_flat: NDArray[Any] | None,
+    var_poisson: NDArray[Any] | None,
+    err: NDArray[Any] | None,
+    pixmap: NDArray[np.float64],
+    **kwargs: Any,
+) -> drizzle_kernel.Partial:
     """Task: squeeze the integration axis of each block and call the kernel."""
+
     def frame(block: NDArray[Any] | None) -> NDArray[Any] | None:
         return None if block is None else block[0]
 
     image = sci[0]
     flags = frame(dq_frame)
     return drizzle_kernel.drizzle_partial(
-        image, np.zeros(image.shape, np.uint32) if flags is None else flags,
-        frame(var_rnoise), frame(var_flat), frame(var_poisson), pixmap, err=frame(err), **kwargs)
+        image,
+        np.zeros(image.shape, np.uint32) if flags is None else flags,
+        frame(var_rnoise),
+        frame(var_flat),
+        frame(var_poisson),
+        pixmap,
+        err=frame(err),
+        **kwargs,
+    )
 
 
 def _tree(partials: list[Delayed]) -> Delayed:
@@ -137,8 +157,14 @@ def _exposure_times(exposures: Sequence[xr.Dataset]) -> dict[str, Any]:
             starts.append(float(value))
         if (value := _card(ds, "EXPEND")) is not None:
             ends.append(float(value))
-    return {"NDRIZ": len(seen), "EFFEXPTM": effexptm, "TMEASURE": tmeasure, "DURATION": duration,
-            "EXPSTART": min(starts) if starts else None, "EXPEND": max(ends) if ends else None}
+    return {
+        "NDRIZ": len(seen),
+        "EFFEXPTM": effexptm,
+        "TMEASURE": tmeasure,
+        "DURATION": duration,
+        "EXPSTART": min(starts) if starts else None,
+        "EXPEND": max(ends) if ends else None,
+    }
 
 
 def resample(
@@ -215,9 +241,18 @@ def resample(
     no intensity scaling to imaging data); ``err`` only marks invalid pixels, the output ERR
     comes from the variances.  Building the graph reads headers only; nothing is computed.
     """
-    ResampleParams(pixfrac=pixfrac, kernel=kernel, fillval=fillval, weight_type=weight_type,
-                   pixel_scale_ratio=pixel_scale_ratio, pixel_scale=pixel_scale, rotation=rotation,
-                   output_shape=output_shape, crpix=crpix, crval=crval)
+    ResampleParams(
+        pixfrac=pixfrac,
+        kernel=kernel,
+        fillval=fillval,
+        weight_type=weight_type,
+        pixel_scale_ratio=pixel_scale_ratio,
+        pixel_scale=pixel_scale,
+        rotation=rotation,
+        output_shape=output_shape,
+        crpix=crpix,
+        crval=crval,
+    )
     if not exposures:
         raise ValueError("resample needs at least one science exposure")
     headers = [dict(ds.attrs["sci_header"]) for ds in exposures]
@@ -227,8 +262,16 @@ def resample(
     n_ints = [int(ds.sizes[schema.INTEGRATION]) for ds in exposures]
     # every integration of an exposure shares its footprint: one entry per exposure suffices
     out_wcs, out_shape = wcs_utils.output_grid(
-        headers, shapes, wcs_list=wcss, rotation=rotation, pixel_scale_ratio=pixel_scale_ratio,
-        pixel_scale=pixel_scale, output_shape=output_shape, crpix=crpix, crval=crval)
+        headers,
+        shapes,
+        wcs_list=wcss,
+        rotation=rotation,
+        pixel_scale_ratio=pixel_scale_ratio,
+        pixel_scale=pixel_scale,
+        output_shape=output_shape,
+        crpix=crpix,
+        crval=crval,
+    )
     if pixel_scale is None:
         ratio = float(pixel_scale_ratio)
     else:
@@ -247,18 +290,26 @@ def resample(
             raise ValueError(f"{name}: exptime weighting needs TMEASURE or EFFEXPTM > 0")
         level, subtracted = _card(ds, "BKGLEVEL"), _card(ds, "BKGSUB")
         pix = dask.delayed(_exposure_pixmap, pure=True)(source, shape, out_header)
-        kwargs = {"out_shape": out_shape, "n_images": n_images, "pixfrac": pixfrac, "kernel": kernel,
-                  "weight_type": weight_type, "exptime": float(exptime) if exptime is not None else 1.0,
-                  "bad_bits": dq.RESAMPLE_BAD_BITS, "pixel_scale_ratio": ratio,
-                  "sky_level": float(level) if level is not None and not subtracted else 0.0,
-                  "bounds": _bounds(wcs, shape)}
+        kwargs = {
+            "out_shape": out_shape,
+            "n_images": n_images,
+            "pixfrac": pixfrac,
+            "kernel": kernel,
+            "weight_type": weight_type,
+            "exptime": float(exptime) if exptime is not None else 1.0,
+            "bad_bits": dq.RESAMPLE_BAD_BITS,
+            "pixel_scale_ratio": ratio,
+            "sky_level": float(level) if level is not None and not subtracted else 0.0,
+            "bounds": _bounds(wcs, shape),
+        }
         blocks = zip(*(_frames(ds, name) for name in ("sci", "dq", *drizzle_kernel.VARIANCE_NAMES, "err")), strict=True)
         for sci, flags, rn, flat, pois, err in blocks:
             partials.append(drizzle_frame(sci, flags, rn, flat, pois, err, pix, image_index=index, **kwargs))
             index += 1
 
     final = dask.delayed(drizzle_kernel.finalize, nout=len(_OUTPUTS), pure=True)(
-        _tree(partials), fillval=fillval, pixel_scale_ratio=ratio)
+        _tree(partials), fillval=fillval, pixel_scale_ratio=ratio
+    )
     n_planes = (n_images - 1) // 32 + 1
     data_vars: dict[str, Any] = {}
     for (name, dtype), item in zip(_OUTPUTS, final, strict=True):
@@ -267,29 +318,72 @@ def resample(
         else:
             data_vars[name] = (schema.FRAME_DIMS, da.from_delayed(item, out_shape, dtype=dtype))
     order = ("sci", "err", "wht", "var_rnoise", "var_poisson", "var_flat", "con")
-    return xr.Dataset({k: data_vars[k] for k in order},
-                      attrs=_attributes(exposures, headers, shapes, wcss, out_wcs, out_shape, out_header,
-                                        ratio=ratio, n_images=n_images, pixfrac=pixfrac, kernel=kernel,
-                                        fillval=fillval, weight_type=weight_type))
+    return xr.Dataset(
+        {k: data_vars[k] for k in order},
+        attrs=_attributes(
+            exposures,
+            headers,
+            shapes,
+            wcss,
+            out_wcs,
+            out_shape,
+            out_header,
+            ratio=ratio,
+            n_images=n_images,
+            pixfrac=pixfrac,
+            kernel=kernel,
+            fillval=fillval,
+            weight_type=weight_type,
+        ),
+    )
 
 
-def _attributes(exposures: Sequence[xr.Dataset], headers: Sequence[Mapping[str, Any]],
-                shapes: Sequence[tuple[int, int]], wcss: Sequence[Any], out_wcs: Any,
-                out_shape: tuple[int, int], out_header: dict[str, Any], *, ratio: float, n_images: int,
-                pixfrac: float, kernel: str, fillval: str, weight_type: str) -> dict[str, Any]:
+def _attributes(
+    exposures: Sequence[xr.Dataset],
+    headers: Sequence[Mapping[str, Any]],
+    shapes: Sequence[tuple[int, int]],
+    wcss: Sequence[Any],
+    out_wcs: Any,
+    out_shape: tuple[int, int],
+    out_header: dict[str, Any],
+    *,
+    ratio: float,
+    n_images: int,
+    pixfrac: float,
+    kernel: str,
+    fillval: str,
+    weight_type: str,
+) -> dict[str, Any]:
     """Output metadata (jwst ``update_output_model`` / ``update_fits_wcsinfo``)."""
     times = _exposure_times(exposures)
     scale_arcsec = float(out_header["CDELT1"]) * 3600.0
     pixar_a2 = scale_arcsec**2
     # one footprint per input image, as jwst lists them (the union's vertex order depends on it)
-    polygons = [p for ds, h, s, w in zip(exposures, headers, shapes, wcss, strict=True)
-                for _ in range(ds.sizes[schema.INTEGRATION]) for p in wcs_utils.footprints(h, s, w)]
+    polygons = [
+        p
+        for ds, h, s, w in zip(exposures, headers, shapes, wcss, strict=True)
+        for _ in range(ds.sizes[schema.INTEGRATION])
+        for p in wcs_utils.footprints(h, s, w)
+    ]
     s_region = wcs_utils.output_sregion(polygons, out_wcs, out_shape)
-    primary = {"NDRIZ": times["NDRIZ"], "PIXFRAC": float(pixfrac), "RESWHT": weight_type, "PXSCLRT": ratio,
-               "EFFEXPTM": times["EFFEXPTM"], "TMEASURE": times["TMEASURE"], "DURATION": times["DURATION"],
-               "EXPSTART": times["EXPSTART"], "EXPEND": times["EXPEND"]}
-    sci = {"PIXAR_SR": float(pixar_a2 / np.rad2deg(3600.0) ** 2), "PIXAR_A2": pixar_a2, "S_REGION": s_region,
-           "XPOSURE": times["EFFEXPTM"], "TELAPSE": times["DURATION"]}
+    primary = {
+        "NDRIZ": times["NDRIZ"],
+        "PIXFRAC": float(pixfrac),
+        "RESWHT": weight_type,
+        "PXSCLRT": ratio,
+        "EFFEXPTM": times["EFFEXPTM"],
+        "TMEASURE": times["TMEASURE"],
+        "DURATION": times["DURATION"],
+        "EXPSTART": times["EXPSTART"],
+        "EXPEND": times["EXPEND"],
+    }
+    sci = {
+        "PIXAR_SR": float(pixar_a2 / np.rad2deg(3600.0) ** 2),
+        "PIXAR_A2": pixar_a2,
+        "S_REGION": s_region,
+        "XPOSURE": times["EFFEXPTM"],
+        "TELAPSE": times["DURATION"],
+    }
     return {
         **primary,
         "KERNEL": kernel,

@@ -41,8 +41,9 @@ def stack_refs(psf_exposures: Sequence[xr.Dataset]) -> xr.Dataset:
         raise ValueError("stack_refs needs at least one PSF exposure")
     frames = {(ds.sizes[schema.Y], ds.sizes[schema.X]) for ds in psf_exposures}
     if len(frames) > 1:
-        names = ", ".join(f"{ds.attrs.get('filename', '?')} {ds.sizes[schema.Y]}x{ds.sizes[schema.X]}"
-                          for ds in psf_exposures)
+        names = ", ".join(
+            f"{ds.attrs.get('filename', '?')} {ds.sizes[schema.Y]}x{ds.sizes[schema.X]}" for ds in psf_exposures
+        )
         raise ValueError(f"PSF exposures have different frame sizes: {names}")
     parts = [ds[["sci", "err", "dq"]] for ds in psf_exposures]
     stack = xr.concat(parts, dim=schema.INTEGRATION, combine_attrs="drop_conflicts")
