@@ -37,12 +37,23 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Products and names follow jwst's calwebb_coron3: crfints, psfstack, psfalign, psfsub, i2d.",
     )
     parser.add_argument("--version", action="version", version=f"coron3_dask {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (-vv for debug)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    common = argparse.ArgumentParser(add_help=False)
+    for target in (parser, common):  # accepted before or after the subcommand
+        default = 0 if target is parser else argparse.SUPPRESS
+        target.add_argument(
+            "-v", "--verbose", action="count", default=default, help="more log detail (-vv: every fitted shift)"
+        )
+        target.add_argument(
+            "--debug",
+            action="store_true",
+            default=False if target is parser else argparse.SUPPRESS,
+            help="show tracebacks on errors",
+        )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
         "run",
+        parents=[common],
         help="process one coron3 association",
         description=("Process one coron3 association (ASN JSON) into crfints, psfstack, psfalign, psfsub and i2d."),
     )
@@ -69,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser(
         "simulate",
+        parents=[common],
         help="write a simulated coronagraphic programme",
         description=("Write a simulated programme (calints, ASN, PSFMASK, truth.json) in the real on-disk layout."),
     )
@@ -81,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
+        parents=[common],
         help="simulate the default programme and run it on a local Dask cluster",
         description="Simulate the default programme into DIR/inputs and process it into DIR/products.",
     )
@@ -146,6 +159,11 @@ def scheduler(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def _check_scheduler(args: argparse.Namespace) -> None:
+    if args.scheduler_file and not args.scheduler_file.is_file():
+        raise ConfigError(
+            f"--scheduler-file {args.scheduler_file} not found (start `dask scheduler --scheduler-file` first, "
+            "on a filesystem this machine sees)"
+        )
     spec = args.scheduler
     if not (args.scheduler_file or spec in SCHEDULERS or spec.startswith(("tcp://", "tls://", "ucx://"))):
         raise ConfigError(f"unknown scheduler {spec!r}: use local, threads, processes, synchronous or tcp://host:port")
@@ -281,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("coron3-dask: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `coron3-dask run ... | head`: the work itself is done
+        sys.stderr.close()
+        return 0
     except Exception as exc:
         if args.debug:
             raise

@@ -181,7 +181,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 raise ValueError
             return tuple(kind(v) for v in items)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where} has an invalid value {value!r} (expected {text})") from None
+        expected = getattr(hint, "__name__", text)
+        raise ConfigError(f"{where} has an invalid value {value!r} (expected {expected})") from None
     if hint is str:
         return str(value)
     return value
@@ -238,6 +239,8 @@ def load_config(
             data = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"{path}: configuration file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read configuration file ({exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
         for key, value in data.items():

@@ -157,6 +157,7 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
             "steps": {**stack.attrs["steps"], "align_refs": "COMPLETE"},
             "align_to": align.align_to,
             "jwst_compat": align.jwst_compat,
+            "science_sources": [exposure.attrs.get("filename", path.name)],
         }
         products.psfalign[exposure_product_name(path, asn.asn_id, "psfalign")] = aligned
         sub = klip(target, aligned["sci"], truncate=config.klip.truncate)
@@ -215,7 +216,9 @@ def run(
     """
     from coron3_dask import writers
 
-    out = Path(output_dir)
+    out = Path(output_dir).resolve()  # workers may run in another working directory
+    if out.exists() and not out.is_dir():
+        raise io.InputError(f"--output-dir {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     products = products or build(inputs, config)
     provenance = Provenance(config.to_dict(), inputs.files)
@@ -247,6 +250,10 @@ def _compute(*collections: Any) -> Sequence[Any]:
 
 
 def _log_shifts(name: str, params: np.ndarray) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        for i, per_ref in enumerate(params.reshape(-1, *params.shape[-2:])):
+            for m, (sx, sy, beta) in enumerate(per_ref):
+                log.debug("%s: integration %d ref %d: sx %+.5f sy %+.5f beta %.6f", name, i, m, sx, sy, beta)
     sx, sy, beta = params.reshape(-1, params.shape[-1]).T
     log.info(
         "%s: %d fits, |shift| median %.4f px (max %.4f), beta median %.4f",

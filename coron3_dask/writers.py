@@ -194,7 +194,12 @@ def plan(
     for kind, name, ds in products.items():
         if kind == "crfints" and not config.save_results:
             continue
-        sources = list(dict.fromkeys(ds["source"].values)) if kind == "psfstack" else [ds.attrs.get("filename", "")]
+        if kind == "i2d":
+            sources = [p.name for p in asn.science]
+        elif kind in ("psfstack", "psfalign"):
+            sources = [*ds.attrs.get("science_sources", []), *dict.fromkeys(ds["source"].values.tolist())]
+        else:
+            sources = [ds.attrs.get("filename", "")]
         tables: dict[str, Any] = {"C3D_PROV": provenance_table(provenance, sources)}
         steps = ds.attrs.get("steps", {})
         if kind == "psfalign":

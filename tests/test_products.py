@@ -98,10 +98,6 @@ def test_exposure_root_agrees_with_jwst_remove_suffix(stem):
     assert exposure_root(f"{stem}.fits") == suffix.remove_suffix(stem)[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "products.KNOWN_SUFFIXES claims to be jwst.lib.suffix.KNOW_SUFFIXES but lacks 68 of its 159 entries "
-    "(step/pipeline class aliases such as 'tweakregstep', 'spec2pipeline', and 'ami_analyze', 'ami_normalize', "
-    "'spec2nrslamp'), so e.g. x_ami_analyze.fits keeps its suffix"))
 def test_every_jwst_known_suffix_is_removed():
     suffix = pytest.importorskip("jwst.lib.suffix")
     differ = [s for s in sorted(suffix.KNOW_SUFFIXES)
@@ -277,9 +273,6 @@ def test_provenance_sources_of_exposure_products(reordered_run):
         assert json.loads(_provenance(run.product(member, "psfsub"))["sources"]) == [member]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "writers.plan records sources=[ds.attrs['filename']] for psfalign, i.e. only the first PSF file "
-    "(attrs copied from the stack), not the science exposure it is aligned to nor the other PSF files"))
 def test_psfalign_sources_name_its_science_exposure_and_every_reference(reordered_run):
     run = reordered_run
     for member in run.members("science"):
@@ -287,9 +280,6 @@ def test_psfalign_sources_name_its_science_exposure_and_every_reference(reordere
         assert {member, *run.members("psf")} <= sources
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "writers.plan records sources=[''] for the i2d (the resampled dataset has no 'filename' attr); "
-    "it should list the science exposures drizzled"))
 def test_i2d_sources_name_the_science_exposures(run):
     (i2d,) = run.out.glob("*_i2d.fits")
     assert json.loads(_provenance(i2d)["sources"]) == run.members("science")

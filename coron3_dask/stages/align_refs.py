@@ -47,6 +47,24 @@ def replace_bad_pixels(cube: xr.Dataset, *, box: int, bad_bits: int, zero_bits: 
     )
 
 
+def _align_frames(
+    target: np.ndarray, refs: np.ndarray, ref_err: np.ndarray, mask: np.ndarray, *, jwst_compat: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply ``align_one`` to every (y, x) frame of a target block.
+
+    Unlike ``np.vectorize`` (``apply_ufunc(vectorize=True)``), which copies each result into
+    a preallocated output, a block of one integration (the stage's chunking) returns the
+    kernel's arrays as views: the aligned references (``ref * y * x`` values) exist once.
+    """
+    lead = target.shape[:-2]
+    results = [
+        kernel.align_one(f, refs, ref_err, mask, jwst_compat=jwst_compat)
+        for f in target.reshape(-1, *target.shape[-2:])
+    ]
+    stacked = results[0] if len(results) == 1 else tuple(np.stack(r) for r in zip(*results, strict=True))
+    return tuple(r.reshape(*lead, *r.shape[-r.ndim + (len(results) > 1) :]) for r in stacked)  # type: ignore[return-value]
+
+
 def align_refs(
     target: xr.DataArray,
     refs: xr.DataArray,
@@ -106,7 +124,7 @@ def align_refs(
     # coordinates are dropped on the way in (the same names live on "integration" and on
     # "ref", and xarray would compute them to compare) and the ref ones re-attached after
     sci, err, shifts = xr.apply_ufunc(
-        kernel.align_one,
+        _align_frames,
         target.reset_coords(drop=True).chunk({schema.INTEGRATION: 1, **{d: -1 for d in frame}}),
         refs.reset_coords(drop=True).chunk(whole),
         ref_err.reset_coords(drop=True).chunk(whole),
@@ -114,7 +132,6 @@ def align_refs(
         input_core_dims=[frame, stack, stack, frame],
         output_core_dims=[stack, stack, [schema.REF, "param"]],
         kwargs={"jwst_compat": jwst_compat},
-        vectorize=True,
         dask="parallelized",
         output_dtypes=[np.float32, np.float32, np.float64],
         dask_gufunc_kwargs={"output_sizes": {"param": len(PARAMS)}},
