@@ -57,25 +57,22 @@ MODES: dict[str, list[str]] = {
     "first": ["align_refs.align_to=first"],
     "compat": ["align_refs.align_to=first", "align_refs.jwst_compat=true"],
 }
-_PREFIXES = (
+#: (substring of the task name, stage), first match wins; the names are coron3_dask's kernel and
+#: writer functions (``key_split`` of the key), e.g. flag_exposure, vectorize_median_replace_one,
+#: align_frames / vectorize_align_one, klip_model / vectorize_klip_one, drizzle_frame / combine,
+#: write_cube / write_block / finish, load-* / read-*
+_STAGE_NAMES = (
     ("flag_exposure", "outlier_detection"),
-    ("vectorize_median_replace_one", "align_refs"),
     ("median_replace", "align_refs"),
-    ("vectorize_align_one", "align_refs"),
-    ("align_one", "align_refs"),
-    ("vectorize_klip", "klip"),
-    ("klip_", "klip"),
+    ("align", "align_refs"),
+    ("klip", "klip"),
     ("drizzle", "resample"),
-    ("exposure_pixmap", "resample"),
     ("pixmap", "resample"),
     ("combine", "resample"),
-    ("write_", "write"),
-    ("preallocate_fits", "write"),
-    ("finish_stream", "write"),
+    ("write", "write"),
+    ("preallocate", "write"),
+    ("finish", "write"),
     ("shifts_table", "write"),
-    ("load", "read"),
-    ("read", "read"),
-    ("lazy", "read"),
     ("concatenate", "stack_refs"),
 )
 
@@ -84,8 +81,12 @@ def stage_of(name: str) -> str:
     """Map a task's ``key_split`` name to a pipeline stage (``glue``: rechunk, transpose, getitem ...)."""
     if name == "finalize":  # resample's single division (not dask's finalize-* collection tasks)
         return "resample"
-    for prefix, stage in _PREFIXES:
-        if name.startswith(prefix):
+    if name == "block":  # np.block assembling a whole array for a writer task
+        return "write"
+    if name.startswith(("load", "read")):
+        return "read"
+    for part, stage in _STAGE_NAMES:
+        if part in name:
             return stage
     return "glue"
 
@@ -627,8 +628,15 @@ def _machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    commit = "?"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        git = ["git", "-C", str(HERE.parent)]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True)
+        commit = head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     return (f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB RAM, Python {platform.python_version()}, "
-            f"numpy {numpy.__version__}, dask {dask.__version__}")
+            f"numpy {numpy.__version__}, dask {dask.__version__}; coron3_dask at {commit}")
 
 
 @contextlib.contextmanager

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,8 @@ from coron3_dask.fits_stream import (  # the byte-level half of the I/O layer; w
     write_fits,
     write_slab,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Association",
@@ -208,6 +212,28 @@ def _int_times(path: Path, headers: Mapping[str, fits.Header]) -> list[dict[str,
     return [dict(zip(names, row, strict=True)) for row in np.asarray(table).tolist()]
 
 
+def _asdf_wcs(path: Path) -> Any:
+    """Return the gWCS (``meta.wcs``) of a data-model file's ASDF extension, or None.
+
+    Real JWST exposures carry their distortion model there (the FITS header WCS is only a
+    TAN approximation).  Needs the optional ``asdf`` and ``gwcs`` packages; any failure to
+    read it falls back to the header WCS, with a log message.
+    """
+    try:
+        import asdf
+        import gwcs  # noqa: F401  (registers the gWCS ASDF converters)
+    except ImportError:
+        return None
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            raw = bytes(hdul["ASDF"].data["ASDF_METADATA"][0])
+        with asdf.open(BytesIO(raw), memmap=False) as tree:
+            return tree.tree.get("meta", {}).get("wcs")
+    except Exception as exc:  # noqa: BLE001 - an unreadable optional extension must not stop a run
+        log.info("%s: gWCS in the ASDF extension not usable (%s); using the header WCS", path.name, exc)
+        return None
+
+
 def open_calints(path: str | Path) -> xr.Dataset:
     """Open one ``_calints`` exposure lazily.
 
@@ -259,6 +285,8 @@ def open_calints(path: str | Path) -> xr.Dataset:
         "filename": path.name,
         "path": str(path),
     }
+    if "ASDF" in headers and (wcs := _asdf_wcs(path)) is not None:
+        attrs["asdf_wcs"] = wcs
     int_times = _int_times(path, headers)
     start = int(primary["INTSTART"]) if isinstance(primary.get("INTSTART"), int) else 1
     numbers = np.arange(start, start + shape[0], dtype=np.int64)

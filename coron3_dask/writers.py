@@ -46,9 +46,27 @@ def _int_times(exposure: xr.Dataset) -> np.ndarray | None:
     return np.array([tuple(r[n] for n in names) for r in rows], dtype=dtype)
 
 
-def _write_block(tmp: str, offsets: Mapping[str, int], name: str, start: int, block: np.ndarray, dtype: Any) -> int:
-    """Write one computed block of one extension (runs on the worker that computed it)."""
-    return io.write_block(tmp, offsets[name], start, block, dtype)
+def _write_block(
+    tmp: str,
+    offsets: Mapping[str, int],
+    name: str,
+    start: tuple[int, int],
+    n_second: int,
+    block: np.ndarray,
+    dtype: Any,
+) -> int:
+    """Write one computed block of one extension (runs on the worker that computed it).
+
+    The block may be chunked on the first two axes (later axes whole): each of its rows along
+    the first axis is then one contiguous run of the file, at flat index
+    ``(start[0] + i) * n_second + start[1]`` over the first two axes.
+    """
+    if block.ndim < 3:
+        return io.write_block(tmp, offsets[name], start[0], block, dtype)
+    return sum(
+        io.write_block(tmp, offsets[name], (start[0] + i) * n_second + start[1], row, dtype)
+        for i, row in enumerate(block)
+    )
 
 
 def _finish(tmp: str, path: str, tables: Mapping[str, np.ndarray | None], written: list[int]) -> str:
@@ -76,7 +94,7 @@ def stream_product(
         PRIMARY header cards.
     extensions : mapping
         EXTNAME to ``(dask array, header cards)``, in file order.  Arrays are written block
-        by block along their first axis (other axes are made single-chunk).
+        by block, chunked along their first two axes (later axes are made single-chunk).
     tables : mapping
         EXTNAME to a structured array or a Delayed of one (appended at the end).
 
@@ -95,13 +113,13 @@ def stream_product(
     offsets = dask.delayed(io.preallocate_fits, pure=True)(str(tmp), dict(primary), specs)
     written = []
     for name, (arr, _) in extensions.items():
-        arr = arr.rechunk({i: -1 for i in range(1, arr.ndim)})
-        starts = itertools.accumulate(arr.chunks[0][:-1], initial=0)
-        blocks = arr.to_delayed(optimize_graph=False).reshape(-1)
-        written += [
-            dask.delayed(_write_block)(str(tmp), offsets, name, start, block, arr.dtype)
-            for start, block in zip(starts, blocks, strict=True)
-        ]
+        first_whole = 1 if arr.ndim < 3 else 2
+        arr = arr.rechunk({i: -1 for i in range(first_whole, arr.ndim)})
+        starts = [list(itertools.accumulate(c[:-1], initial=0)) for c in arr.chunks[:first_whole]]
+        n_second = arr.shape[1] if arr.ndim >= 3 else 0
+        for index, block in np.ndenumerate(arr.to_delayed(optimize_graph=False)):
+            start = (starts[0][index[0]], starts[1][index[1]] if first_whole == 2 else 0)
+            written.append(dask.delayed(_write_block)(str(tmp), offsets, name, start, n_second, block, arr.dtype))
     return dask.delayed(_finish)(str(tmp), str(path), dict(tables), written), tmp
 
 

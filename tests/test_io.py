@@ -577,3 +577,33 @@ def test_write_slab_from_several_processes(tmp_path):
             assert [job.result() for job in jobs] == [arr[0].nbytes] * shape[0]
     with fits.open(path) as hdul:
         np.testing.assert_array_equal(hdul["SCI"].data, arr)
+
+
+def test_gwcs_from_the_asdf_extension_is_read(tmp_path):
+    """A data-model file's gWCS (where real files keep their distortion) reaches attrs['asdf_wcs']."""
+    gwcs = pytest.importorskip("gwcs")
+    from astropy import coordinates as coord
+    from astropy import units as u
+    from astropy.modeling import models
+    from gwcs import coordinate_frames as cf
+    from stdatamodels.jwst import datamodels
+
+    distortion = models.Mapping((0, 1, 0, 1)) | (models.Polynomial2D(2, c1_0=1.0, c2_0=1e-4)
+                                                  & models.Polynomial2D(2, c0_1=1.0, c0_2=-2e-4))
+    distortion.inverse = models.Identity(2)
+    sky = (models.Shift(-8) & models.Shift(-8) | models.Scale(1.75e-5) & models.Scale(1.75e-5)
+           | models.Pix2Sky_TAN() | models.RotateNative2Celestial(150.0, -30.0, 180))
+    wcs = gwcs.wcs.WCS([(cf.Frame2D(name="detector", unit=(u.pix, u.pix)), distortion | sky),
+                        (cf.CelestialFrame(reference_frame=coord.ICRS(), name="world", unit=(u.deg, u.deg)), None)])
+    model = datamodels.CubeModel((2, 16, 16))
+    model.err = np.ones((2, 16, 16), np.float32)
+    model.meta.wcs = wcs
+    model.save(tmp_path / "g_calints.fits")
+    ds = io.open_calints(tmp_path / "g_calints.fits")
+    got = ds.attrs["asdf_wcs"]
+    np.testing.assert_allclose(got(12.0, 3.0), wcs(12.0, 3.0), rtol=0, atol=1e-12)
+    assert got(12.0, 3.0) != sky(12.0, 3.0), "the distortion must survive"
+    plain = tmp_path / "plain_calints.fits"
+    io.write_fits(plain, {}, [io.Extension(n, np.zeros((1, 4, 4), t)) for n, t in
+                              [("SCI", np.float32), ("ERR", np.float32), ("DQ", np.uint32)]])
+    assert "asdf_wcs" not in io.open_calints(plain).attrs

@@ -47,22 +47,24 @@ def replace_bad_pixels(cube: xr.Dataset, *, box: int, bad_bits: int, zero_bits: 
     )
 
 
-def _align_frames(
+def _align_blocks(
     target: np.ndarray, refs: np.ndarray, ref_err: np.ndarray, mask: np.ndarray, *, jwst_compat: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply ``align_one`` to every (y, x) frame of a target block.
+    """Align a block of references to each frame of a block of science integrations.
 
-    Unlike ``np.vectorize`` (``apply_ufunc(vectorize=True)``), which copies each result into
-    a preallocated output, a block of one integration (the stage's chunking) returns the
-    kernel's arrays as views: the aligned references (``ref * y * x`` values) exist once.
+    The blocks arrive with the loop dimensions (integration, ref) first, broadcast with
+    size-1 axes; the result has shape ``(n_int, n_ref, ...)``.  For the stage's chunking
+    (one integration per block) the kernel's arrays are returned as views: unlike
+    ``np.vectorize`` (``apply_ufunc(vectorize=True)``) nothing is copied into a
+    preallocated output, so the aligned references exist once in memory.
     """
-    lead = target.shape[:-2]
-    results = [
-        kernel.align_one(f, refs, ref_err, mask, jwst_compat=jwst_compat)
-        for f in target.reshape(-1, *target.shape[-2:])
-    ]
-    stacked = results[0] if len(results) == 1 else tuple(np.stack(r) for r in zip(*results, strict=True))
-    return tuple(r.reshape(*lead, *r.shape[-r.ndim + (len(results) > 1) :]) for r in stacked)  # type: ignore[return-value]
+    frame = target.shape[-2:]
+    frames = target.reshape(-1, *frame)
+    r, e, m = refs.reshape(-1, *frame), ref_err.reshape(-1, *frame), mask.reshape(frame)
+    results = [kernel.align_one(f, r, e, m, jwst_compat=jwst_compat) for f in frames]
+    if len(results) == 1:
+        return tuple(a[None] for a in results[0])  # type: ignore[return-value]
+    return tuple(np.stack(parts) for parts in zip(*results, strict=True))  # type: ignore[return-value]
 
 
 def align_refs(
@@ -107,8 +109,9 @@ def align_refs(
 
     Notes
     -----
-    One task per science integration aligns all references to it; the references, their
-    errors and the mask are single chunks shared by every task.
+    Each (integration, reference block) pair is one task: the references keep the chunks
+    they arrive with (one PSF exposure per chunk from ``stack_refs``), so no task ever holds
+    the whole reference stack, however many reference integrations there are.
     """
     if align_to not in ("each", "first"):
         raise ValueError(f"align_to must be 'each' or 'first', got {align_to!r}")
@@ -119,18 +122,19 @@ def align_refs(
         )
     if align_to == "first":
         target = target.isel({schema.INTEGRATION: slice(0, 1)})
-    whole = {d: -1 for d in refs.dims}
+    whole_frames = {d: -1 for d in frame}
     stack = [schema.REF, *frame]
-    # coordinates are dropped on the way in (the same names live on "integration" and on
-    # "ref", and xarray would compute them to compare) and the ref ones re-attached after
+    # "ref" is a loop dimension, like "integration"; coordinates are dropped on the way in
+    # (the same names live on both, and xarray would compute them to compare) and the ref
+    # ones re-attached after
     sci, err, shifts = xr.apply_ufunc(
-        _align_frames,
-        target.reset_coords(drop=True).chunk({schema.INTEGRATION: 1, **{d: -1 for d in frame}}),
-        refs.reset_coords(drop=True).chunk(whole),
-        ref_err.reset_coords(drop=True).chunk(whole),
-        mask.reset_coords(drop=True).chunk({d: -1 for d in frame}),
-        input_core_dims=[frame, stack, stack, frame],
-        output_core_dims=[stack, stack, [schema.REF, "param"]],
+        _align_blocks,
+        target.reset_coords(drop=True).chunk({schema.INTEGRATION: 1, **whole_frames}),
+        refs.reset_coords(drop=True).chunk(whole_frames),
+        ref_err.reset_coords(drop=True).chunk(whole_frames),
+        mask.reset_coords(drop=True).chunk(whole_frames),
+        input_core_dims=[frame, frame, frame, frame],
+        output_core_dims=[frame, frame, ["param"]],
         kwargs={"jwst_compat": jwst_compat},
         dask="parallelized",
         output_dtypes=[np.float32, np.float32, np.float64],
