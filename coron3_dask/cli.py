@@ -91,6 +91,34 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--dither", type=int, default=5, choices=(1, 5, 9), help="reference dither points (default 5)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
+    camp = sub.add_parser(
+        "campaign",
+        parents=[common],
+        help="process many associations on one cluster, resuming where a previous run stopped",
+        description=(
+            "Process many associations, each into OUTPUT_ROOT/<product name>/. Associations whose run record "
+            "exists are skipped (resume after failures); failures are recorded in OUTPUT_ROOT/campaign.json "
+            "and the campaign goes on. Exit status 1 if any association failed."
+        ),
+    )
+    camp.add_argument("asn", type=Path, nargs="*", help="association files")
+    camp.add_argument("--list", type=Path, help="text file of association paths, one per line")
+    camp.add_argument("-o", "--output-root", type=Path, required=True, help="root directory of the outputs")
+    camp.add_argument("--psfmask", type=Path, help="PSFMASK for every association (default: look up in CRDS)")
+    camp.add_argument("--crds-path", type=Path, help="CRDS-style cache root (default: $CRDS_PATH)")
+    camp.add_argument("--config", type=Path, help="TOML file of step parameters")
+    camp.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="STEP.PARAM=VALUE",
+        help="override one parameter (repeatable)",
+    )
+    camp.add_argument("--jwst-compat", action="store_true", help="behave exactly like jwst 3.0.0")
+    camp.add_argument("--force", action="store_true", help="reprocess associations that are already complete")
+    _scheduler_args(camp)
+
     demo = sub.add_parser(
         "demo",
         parents=[common],
@@ -228,23 +256,50 @@ def _run(args: argparse.Namespace) -> int:
             with LocalProgress(board) if board else contextlib.nullcontext():
                 result = pipeline.run(inputs, config, args.output_dir, products=products)
     elapsed = time.perf_counter() - start
-    record = args.output_dir / f"{inputs.association.product_name}_coron3_dask.json"
-    record.write_text(
-        json.dumps(
-            {
-                "version": __version__,
-                "parameters": config.to_dict(),
-                "inputs": [str(p) for p in inputs.files],
-                "products": [p.name for p in result.paths],
-                "wall_seconds": elapsed,
-            },
-            indent=2,
-        )
-    )
     print(f"Wrote {len(result.paths)} products to {args.output_dir} in {elapsed:.1f} s:")
     for path in result.paths:
         print(f"  {path.name}")
     return 0
+
+
+def _campaign(args: argparse.Namespace) -> int:
+    from coron3_dask.campaign import read_list, run_campaign
+
+    overrides = list(args.overrides)
+    if args.jwst_compat:
+        overrides = ["align_refs.align_to=first", "align_refs.jwst_compat=true", *overrides]
+    config = load_config(args.config, overrides)
+    _check_scheduler(args)
+    associations = [*args.asn, *(read_list(args.list) if args.list else [])]
+    if not associations:
+        raise ConfigError("campaign: no associations given (pass ASN files or --list FILE)")
+    board = None if args.no_progress else StageBoard()
+
+    def report(outcome: Any) -> None:
+        detail = outcome.error or f"{len(outcome.products)} products"
+        print(f"{outcome.status:>7}  {outcome.asn}  ({outcome.wall_seconds:.1f} s) {detail}", file=sys.stderr)
+
+    with scheduler(args) as client:
+        if client is not None:
+            print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        compute = _distributed_compute(client, board) if client is not None else None
+        with LocalProgress(board) if board and client is None else contextlib.nullcontext():
+            outcomes = run_campaign(
+                associations,
+                args.output_root,
+                config,
+                psfmask=args.psfmask,
+                crds_path=args.crds_path,
+                force=args.force,
+                compute=compute,
+                on_outcome=report,
+            )
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    print(
+        f"Campaign: {counts['done']} done, {counts['skipped']} skipped (already complete), {counts['failed']} "
+        f"failed; record in {args.output_root / 'campaign.json'}"
+    )
+    return 1 if counts["failed"] else 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -293,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose)
-    handlers = {"run": _run, "simulate": _simulate, "demo": _demo}
+    handlers = {"run": _run, "campaign": _campaign, "simulate": _simulate, "demo": _demo}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -483,3 +483,22 @@ def read_image(path: str | Path, ext: str = "SCI") -> tuple[np.ndarray, dict[str
             return data.astype(data.dtype.newbyteorder("=")), _header_dict(hdu.header)
     except (OSError, KeyError) as exc:
         raise InputError(f"{path}: cannot read extension {ext}: {exc}") from None
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a small text file (JSON record, TOML) atomically.
+
+    Parameters
+    ----------
+    path : path
+        Final file name.
+    text : str
+        Content.
+
+    Returns
+    -------
+    Path
+    """
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)

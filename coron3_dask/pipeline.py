@@ -8,7 +8,9 @@ computes nothing; ``run`` turns them into write tasks and calls ``dask.compute``
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from coron3_dask.stages.outliers import flag_outliers
 from coron3_dask.stages.resample import resample
 from coron3_dask.stages.stack_refs import stack_refs
 
-__all__ = ["Inputs", "Products", "build", "open_inputs", "run"]
+__all__ = ["Inputs", "Products", "RunResult", "build", "open_inputs", "run", "run_record_name"]
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +226,7 @@ def run(
     provenance = Provenance(config.to_dict(), inputs.files)
     tasks, shifts, partials = writers.plan(products, inputs, config, out, provenance)
     names = list(shifts)
+    start = time.perf_counter()
     try:
         results = (compute or _compute)(*tasks, *shifts.values())
     except BaseException:
@@ -231,6 +234,14 @@ def run(
             partial.unlink(missing_ok=True)
         raise
     paths, fitted = results[: len(tasks)], dict(zip(names, results[len(tasks) :], strict=True))
+    record = {
+        **provenance.to_dict(),
+        "association": str(inputs.association.path),
+        "products": [Path(p).name for p in paths],
+        "wall_seconds": round(time.perf_counter() - start, 3),
+        "shifts_summary": {n: _shift_summary(p) for n, p in fitted.items()},
+    }
+    io.write_text(out / run_record_name(inputs.association.product_name), json.dumps(record, indent=2))
     for name, params in fitted.items():
         _log_shifts(name, params)
     references = {
@@ -238,6 +249,22 @@ def run(
         for name, ds in products.psfalign.items()
     }
     return RunResult([Path(p) for p in paths], fitted, references)
+
+
+def run_record_name(product_name: str) -> str:
+    """File name of a run's record, written last (atomically): its presence marks completion."""
+    return f"{product_name}_coron3_dask.json"
+
+
+def _shift_summary(params: np.ndarray) -> dict[str, float]:
+    sx, sy, beta = params.reshape(-1, params.shape[-1]).T
+    r = np.hypot(sx, sy)
+    return {
+        "n": int(r.size),
+        "median_px": float(np.median(r)),
+        "max_px": float(r.max()),
+        "beta_median": float(np.median(beta)),
+    }
 
 
 def _compute(*collections: Any) -> Sequence[Any]:
