@@ -224,10 +224,11 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     products = products or build(inputs, config)
     provenance = Provenance(config.to_dict(), inputs.files)
-    tasks, shifts, partials = writers.plan(products, inputs, config, out, provenance)
-    names = list(shifts)
     start = time.perf_counter()
-    try:
+    partials = [out / f".{name}.partial" for _, name, _ in products.items()]
+    try:  # planning pre-allocates the product files: from here on, clean up on any failure
+        tasks, shifts, _ = writers.plan(products, inputs, config, out, provenance)
+        names = list(shifts)
         results = (compute or _compute)(*tasks, *shifts.values())
     except BaseException:
         for partial in partials:

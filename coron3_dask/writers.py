@@ -1,9 +1,10 @@
 """Turn lazy products into write tasks that run on the workers.
 
-Every product is streamed: its file is pre-allocated under a hidden ``.partial`` name, each
-block of each extension is written by a task right after the task that computed it (no
-product is ever assembled whole, on the client or on a worker), and a final task appends
-the small tables and renames the file into place.
+Every product is streamed: its file is pre-allocated (headers written, data areas reserved)
+under a hidden ``.partial`` name when the run starts, each block of each extension is written
+by a task right after the task that computed it (no product is ever assembled whole, on the
+client or on a worker), and a final task appends the small tables and renames the file into
+place.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def stream_product(
     extensions: Mapping[str, tuple[Any, Mapping[str, Any]]],
     tables: Mapping[str, Any],
 ) -> tuple[Delayed, Path]:
-    """Plan the streamed write of one FITS product.
+    """Pre-allocate one FITS product and plan the streamed writes of its blocks.
 
     Parameters
     ----------
@@ -110,7 +111,9 @@ def stream_product(
         io.ExtensionSpec(name, tuple(arr.shape), np.dtype(arr.dtype), dict(header))
         for name, (arr, header) in extensions.items()
     ]
-    offsets = dask.delayed(io.preallocate_fits, pure=True)(str(tmp), dict(primary), specs)
+    # pre-allocated now, by the caller at run time (not as a task: a root task that only
+    # the block writes depend on can be scheduled late, leaving every computed block waiting)
+    offsets = io.preallocate_fits(str(tmp), dict(primary), specs)
     written = []
     for name, (arr, _) in extensions.items():
         first_whole = 1 if arr.ndim < 3 else 2
