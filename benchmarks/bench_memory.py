@@ -13,41 +13,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import psutil
 
 from coron3_dask import pipeline
 from coron3_dask.cli import main
 from coron3_dask.config import load_config
-
-
-class RssSampler(threading.Thread):
-    """Track the peak RSS of this process and of every descendant process."""
-
-    def __init__(self, interval: float = 0.1) -> None:
-        super().__init__(daemon=True)
-        self.interval = interval
-        self.peaks: dict[int, tuple[str, int]] = {}
-        self._stop = threading.Event()
-
-    def run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.wait(self.interval):
-            for proc in [me, *me.children(recursive=True)]:
-                try:
-                    rss = proc.memory_info().rss
-                    name = " ".join(proc.cmdline()[-2:])[-60:] if proc.pid != me.pid else "client"
-                except psutil.Error:
-                    continue
-                old = self.peaks.get(proc.pid, (name, 0))
-                self.peaks[proc.pid] = (old[0], max(old[1], rss))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.join()
+from coron3_dask.testing import RssSampler
 
 
 def main_() -> None:
@@ -80,7 +52,7 @@ def main_() -> None:
     if status:
         raise SystemExit(status)
     psfalign = sum(p.stat().st_size for p in out.glob("*_psfalign.fits"))
-    workers = sorted(peak for pid, (name, peak) in sampler.peaks.items() if "worker" in name or "spawn" in name)
+    workers = sampler.worker_peaks()
     client = max(peak for name, peak in sampler.peaks.values() if name == "client")
     mib = 2**20
     print("| frame | science ints | refs | align_to | workers x limit | wall s | psfalign written GB "

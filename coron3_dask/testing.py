@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dask
 
-__all__ = ["CountingScheduler", "raise_if_dask_computes"]
+__all__ = ["CountingScheduler", "RssSampler", "raise_if_dask_computes"]
 
 
 class CountingScheduler:
@@ -38,3 +39,47 @@ def raise_if_dask_computes(max_computes: int = 0) -> Iterator[CountingScheduler]
     scheduler = CountingScheduler(max_computes)
     with dask.config.set(scheduler=scheduler):
         yield scheduler
+
+
+class RssSampler(threading.Thread):
+    """Track the peak resident memory of this process and of every descendant process.
+
+    Start it, run the work (e.g. a ``LocalCluster`` whose workers are child processes), stop
+    it; ``peaks`` maps pid to ``(command line tail, peak RSS in bytes)``.  Worker restarts
+    show up as extra pids.
+
+    Parameters
+    ----------
+    interval : float
+        Seconds between samples.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peaks: dict[int, tuple[str, int]] = {}
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Sample until stopped."""
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop_event.wait(self.interval):
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    rss = proc.memory_info().rss
+                    name = "client" if proc.pid == me.pid else " ".join(proc.cmdline())[-80:]
+                except psutil.Error:
+                    continue
+                old = self.peaks.get(proc.pid, (name, 0))
+                self.peaks[proc.pid] = (old[0], max(old[1], rss))
+
+    def stop(self) -> None:
+        """Stop sampling and wait for the thread."""
+        self._stop_event.set()
+        self.join()
+
+    def worker_peaks(self) -> list[int]:
+        """Peak RSS (bytes) of each dask worker process seen (spawned multiprocessing children)."""
+        return sorted(peak for name, peak in self.peaks.values() if "spawn_main" in name)
