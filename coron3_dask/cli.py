@@ -19,7 +19,7 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from coron3_dask import __version__
-from coron3_dask.config import ConfigError, load_config
+from coron3_dask.config import ConfigError, Coron3Config, load_config
 from coron3_dask.progress import LocalProgress, StageBoard, stage_of
 
 __all__ = ["main"]
@@ -59,23 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("asn", type=Path, help="coron3 association JSON file")
     run.add_argument("-o", "--output-dir", type=Path, default=Path(), help="directory for products (default: .)")
-    run.add_argument("--psfmask", type=Path, help="PSFMASK reference file (default: look up in --crds-path)")
-    run.add_argument("--crds-path", type=Path, help="CRDS-style cache root (default: $CRDS_PATH)")
-    run.add_argument("--config", type=Path, help="TOML file of step parameters ([klip] truncate = 10)")
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="STEP.PARAM=VALUE",
-        help="override one parameter, e.g. --set klip.truncate=10 (repeatable)",
-    )
-    run.add_argument(
-        "--jwst-compat",
-        action="store_true",
-        help="behave exactly like jwst 3.0.0: align_refs.align_to=first, align_refs.jwst_compat=true",
-    )
-    run.add_argument("--no-save-psfalign", action="store_true", help="do not write psfalign products")
+    _processing_args(run)
     _scheduler_args(run)
 
     sim = sub.add_parser(
@@ -104,18 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     camp.add_argument("asn", type=Path, nargs="*", help="association files")
     camp.add_argument("--list", type=Path, help="text file of association paths, one per line")
     camp.add_argument("-o", "--output-root", type=Path, required=True, help="root directory of the outputs")
-    camp.add_argument("--psfmask", type=Path, help="PSFMASK for every association (default: look up in CRDS)")
-    camp.add_argument("--crds-path", type=Path, help="CRDS-style cache root (default: $CRDS_PATH)")
-    camp.add_argument("--config", type=Path, help="TOML file of step parameters")
-    camp.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="STEP.PARAM=VALUE",
-        help="override one parameter (repeatable)",
-    )
-    camp.add_argument("--jwst-compat", action="store_true", help="behave exactly like jwst 3.0.0")
+    _processing_args(camp)
     camp.add_argument("--force", action="store_true", help="reprocess associations that are already complete")
     _scheduler_args(camp)
 
@@ -128,6 +101,39 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, default=Path("demo_output"), help="working directory (default demo_output)")
     _scheduler_args(demo)
     return parser
+
+
+def _processing_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("processing")
+    group.add_argument("--psfmask", type=Path, help="PSFMASK reference file (default: look up in --crds-path)")
+    group.add_argument("--crds-path", type=Path, help="CRDS-style cache root (default: $CRDS_PATH)")
+    group.add_argument("--config", type=Path, help="TOML file of step parameters ([klip] truncate = 10)")
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="STEP.PARAM=VALUE",
+        help="override one parameter, e.g. --set klip.truncate=10 (repeatable)",
+    )
+    group.add_argument(
+        "--jwst-compat",
+        action="store_true",
+        help="behave exactly like jwst 3.0.0: align_refs.align_to=first, align_refs.jwst_compat=true",
+    )
+    group.add_argument("--no-save-psfalign", action="store_true", help="do not write psfalign products")
+
+
+def _config(args: argparse.Namespace) -> Coron3Config:
+    """Resolve the configuration: defaults < --config TOML < --jwst-compat < --set; check the scheduler."""
+    overrides = list(args.overrides)
+    if args.jwst_compat:
+        overrides = ["align_refs.align_to=first", "align_refs.jwst_compat=true", *overrides]
+    if args.no_save_psfalign:
+        overrides.append("save_psfalign=false")
+    config = load_config(args.config, overrides)
+    _check_scheduler(args)
+    return config
 
 
 def _scheduler_args(parser: argparse.ArgumentParser) -> None:
@@ -233,13 +239,7 @@ def _configure_logging(verbosity: int) -> None:
 def _run(args: argparse.Namespace) -> int:
     from coron3_dask import pipeline
 
-    overrides = list(args.overrides)
-    if args.jwst_compat:
-        overrides = ["align_refs.align_to=first", "align_refs.jwst_compat=true", *overrides]
-    if args.no_save_psfalign:
-        overrides.append("save_psfalign=false")
-    config = load_config(args.config, overrides)
-    _check_scheduler(args)
+    config = _config(args)
     inputs = pipeline.open_inputs(
         args.asn, psfmask=args.psfmask or config.align_refs.override_psfmask or None, crds_path=args.crds_path
     )
@@ -265,11 +265,7 @@ def _run(args: argparse.Namespace) -> int:
 def _campaign(args: argparse.Namespace) -> int:
     from coron3_dask.campaign import read_list, run_campaign
 
-    overrides = list(args.overrides)
-    if args.jwst_compat:
-        overrides = ["align_refs.align_to=first", "align_refs.jwst_compat=true", *overrides]
-    config = load_config(args.config, overrides)
-    _check_scheduler(args)
+    config = _config(args)
     associations = [*args.asn, *(read_list(args.list) if args.list else [])]
     if not associations:
         raise ConfigError("campaign: no associations given (pass ASN files or --list FILE)")

@@ -25,7 +25,7 @@ from coron3_dask.simulate_optics import psfmask
 from coron3_dask.simulate_plan import ASN_ID, PROGRAM, Exposure, exposure_times
 from coron3_dask.tan_projection import pixel_to_sky
 
-__all__ = ["SimulatedProgramme", "exposure_headers", "int_times", "write_products"]
+__all__ = ["SimulatedProgramme", "exposure_headers", "int_times", "subarray_cards", "write_products"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,19 @@ class SimulatedProgramme:
     psf_files: tuple[Path, ...]
     product_name: str
     asn_id: str
+
+
+def subarray_cards(p: Preset) -> dict[str, Any]:
+    """SUBARRAY, SUBSTRT*, SUBSIZE*, FASTAXIS and SLOWAXIS keywords of a preset."""
+    return {
+        "SUBARRAY": p.subarray,
+        "SUBSTRT1": p.substrt[0],
+        "SUBSTRT2": p.substrt[1],
+        "SUBSIZE1": p.shape[1],
+        "SUBSIZE2": p.shape[0],
+        "FASTAXIS": p.axes[0],
+        "SLOWAXIS": p.axes[1],
+    }
 
 
 def _iso(mjd: float) -> tuple[str, str]:
@@ -125,13 +138,7 @@ def exposure_headers(
         "TMEASURE": eff,
         "DURATION": duration,
         "IS_PSF": e.is_psf,
-        "SUBARRAY": p.subarray,
-        "SUBSTRT1": p.substrt[0],
-        "SUBSTRT2": p.substrt[1],
-        "SUBSIZE1": p.shape[1],
-        "SUBSIZE2": p.shape[0],
-        "FASTAXIS": p.axes[0],
-        "SLOWAXIS": p.axes[1],
+        **subarray_cards(p),
         "APERNAME": p.aperture,
         "PATTTYPE": "NONE",
         "SMGRDPAT": pattern if e.is_psf else "NONE",
@@ -241,13 +248,7 @@ def write_products(
             "PUPIL": p.pupil,
             "CORONMSK": p.coronmsk,
             "EXP_TYPE": p.exp_type,
-            "SUBARRAY": p.subarray,
-            "SUBSTRT1": p.substrt[0],
-            "SUBSTRT2": p.substrt[1],
-            "SUBSIZE1": p.shape[1],
-            "SUBSIZE2": p.shape[0],
-            "FASTAXIS": p.axes[0],
-            "SLOWAXIS": p.axes[1],
+            **subarray_cards(p),
         },
         [io.Extension("SCI", psfmask(p))],
     )
