@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OFFLINE_CONTEXT", "OfficialRun", "build_gwcs", "offline_crds", "offline_crds_env",
-           "prepare_programme", "run_official"]
+__all__ = ["OFFLINE_CONTEXT", "STEPS", "OfficialRun", "attach_gwcs", "build_gwcs", "copy_psfmask", "offline_crds",
+           "offline_crds_env", "prepare_programme", "run_official"]
 
 OFFLINE_CONTEXT = "jwst_0000.pmap"
 #: official sub-steps, in the grouping used for coron3_dask's stages

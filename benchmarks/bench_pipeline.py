@@ -6,8 +6,8 @@ Every measured configuration runs in a fresh child process (this script re-invok
 * **wall s**: ``open_inputs`` + ``build`` + ``pipeline.run`` (coron3_dask) or
   ``Coron3Pipeline.run`` (official); a LocalCluster's start-up is reported separately.
 * **CPU s**: user + sys of the whole process tree over the same interval: the child's own
-  ``getrusage`` delta, plus (LocalCluster) each worker's ``getrusage`` delta read with
-  ``client.run`` and the nannies' ``psutil`` CPU-time delta.
+  ``getrusage`` delta plus (LocalCluster) the ``psutil`` CPU-time delta of every descendant
+  (worker processes); the official pipeline is one process (``getrusage`` around ``run``).
 * **peak RSS MiB**: the peak of the summed RSS of the process tree (child + nannies + workers),
   sampled every 20 ms by a background thread, and never less than the child's ``ru_maxrss``.
 * **tasks**: the length of the graph ``pipeline.run`` computes (``optimize_graph=False``, as it
@@ -30,7 +30,11 @@ Usage::
 
 The machine may be shared with other work: each row records "others' CPU s", the CPU time used by
 processes outside the measured tree while it ran (system-wide busy time minus the tree's), so a
-contaminated measurement can be recognised; ``--repeat N`` keeps the fastest of N runs.
+contaminated measurement can be recognised; ``--repeat N`` keeps the fastest of N runs and
+``--wait-quiet S`` waits up to S seconds for an idle machine before each run.  ``--blas-threads 1``
+caps OpenBLAS/OpenMP threads in every run (LocalCluster workers get 1 anyway, from distributed's
+``nanny.pre-spawn-environ``; the threads scheduler and the official pipeline otherwise use one
+BLAS thread per core on top of Dask's threads).
 """
 
 from __future__ import annotations

@@ -30,10 +30,10 @@ _LABELS = {
     "write": "write",
 }
 _RULES = (
-    ("write", ("write", "preallocate", "finish_stream", "shifts_table")),
-    ("resample", ("drizzle", "pixmap", "combine", "finalize-", "resample")),
+    ("write", ("write", "preallocate", "finish", "shifts_table")),
+    ("resample", ("drizzle", "pixmap", "combine", "finalize", "resample")),
     ("klip", ("klip",)),
-    ("align_refs", ("align_one", "median_replace")),
+    ("align_refs", ("align_blocks", "align_one", "median_replace")),
     ("outlier_detection", ("flag_exposure",)),
     ("read", ("read", "load-", "psfmask")),
 )
@@ -44,7 +44,7 @@ def stage_of(key: Any) -> str:
 
     Examples
     --------
-    >>> stage_of(("vectorize_align_one-1f2e", 3, 0, 0, 0))
+    >>> stage_of(("_align_blocks-1f2e", 3, 0, 0, 0))
     'align_refs'
     >>> stage_of("write_cube-5b0b3db7")
     'write'

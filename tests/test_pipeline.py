@@ -66,3 +66,23 @@ def test_products_are_identical_across_schedulers(inputs, tmp_path):
             for ha, hb in zip(a[1:], b[1:], strict=True):
                 if ha.name != "C3D_PROV":
                     np.testing.assert_array_equal(ha.data, hb.data, err_msg=f"{name} {ha.name}")
+
+
+def test_progress_stages_cover_every_kernel_task(inputs, tmp_path):
+    """Every task that runs a kernel or writes a product is attributed to its stage."""
+    from collections import Counter
+
+    from dask.utils import key_split
+
+    from coron3_dask import writers
+    from coron3_dask.products import Provenance
+    from coron3_dask.progress import STAGES, stage_of
+
+    config = load_config()
+    tasks, shifts, _ = writers.plan(pipeline.build(inputs, config), inputs, config, tmp_path, Provenance({}, []))
+    graph = dict(dask.base.collections_to_expr([*tasks, *shifts.values()], optimize_graph=False).__dask_graph__())
+    stages = Counter(stage_of(k) for k in graph)
+    assert set(STAGES) <= set(stages)
+    kernels = ("align", "klip", "flag_exposure", "median_replace", "drizzle", "write")
+    unassigned = {key_split(k) for k in graph if stage_of(k) == "other" and any(n in key_split(k) for n in kernels)}
+    assert not unassigned
