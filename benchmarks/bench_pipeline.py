@@ -282,14 +282,15 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
             cpu += sum(v - tree_before.get(pid, 0.0) for pid, v in tree_after.items())
             worker_after = client.run(_worker_rusage)
             result["worker_maxrss_mib"] = max(v[1] for v in worker_after.values())
-            transfer = 0.0
+            actions: dict[str, float] = collections.defaultdict(float)
             for task in stream.data:
                 for ss in task.get("startstops", ()):
                     if ss["action"] == "compute":
                         durations[key_split(task["key"])].append(ss["stop"] - ss["start"])
-                    elif ss["action"] == "transfer":
-                        transfer += ss["stop"] - ss["start"]
-            result["transfer_s"] = transfer
+                    else:  # transfer, deserialize, disk-write/read (spilling)
+                        actions[ss["action"]] += ss["stop"] - ss["start"]
+            result["transfer_s"] = actions.pop("transfer", 0.0)
+            result["worker_other_s"] = dict(actions)
     peak = max(sampler.peak / 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result.update(
         wall=wall, build_s=t_build - t0, cpu=cpu, others_cpu=max(0.0, system - cpu), peak_rss_mib=peak,
@@ -472,6 +473,8 @@ def print_stage_tables(rows: list[dict[str, Any]]) -> None:
         print(f"| (client: open_inputs + build) | {res['build_s']:.2f} | | |")
         if "transfer_s" in res:
             print(f"| (inter-worker transfer) | {res['transfer_s']:.2f} | | |")
+            for action, seconds in sorted(res.get("worker_other_s", {}).items()):
+                print(f"| (worker {action}) | {seconds:.2f} | | |")
         tops = ", ".join(f"{name} {sec:.2f} s/{n}" for name, sec, n in res["top"][:6])
         print(f"\ntop task groups: {tops}")
         if res.get("profile"):

@@ -234,13 +234,16 @@ def _asdf_wcs(path: Path) -> Any:
         return None
 
 
-def open_calints(path: str | Path) -> xr.Dataset:
+def open_calints(path: str | Path, *, read_gwcs: bool = True) -> xr.Dataset:
     """Open one ``_calints`` exposure lazily.
 
     Parameters
     ----------
     path : path
         A calints FITS file (spec §3.1).
+    read_gwcs : bool
+        Read the gWCS of the ASDF extension into ``attrs["asdf_wcs"]`` (only resampled
+        exposures need it; deserialising it costs about a second per process).
 
     Returns
     -------
@@ -285,7 +288,7 @@ def open_calints(path: str | Path) -> xr.Dataset:
         "filename": path.name,
         "path": str(path),
     }
-    if "ASDF" in headers and (wcs := _asdf_wcs(path)) is not None:
+    if read_gwcs and "ASDF" in headers and (wcs := _asdf_wcs(path)) is not None:
         attrs["asdf_wcs"] = wcs
     int_times = _int_times(path, headers)
     start = int(primary["INTSTART"]) if isinstance(primary.get("INTSTART"), int) else 1

@@ -75,7 +75,7 @@ def open_inputs(
     """
     asn = io.read_association(asn_path)
     science = tuple(io.open_calints(p) for p in asn.science)
-    psf = tuple(io.open_calints(p) for p in asn.psf)
+    psf = tuple(io.open_calints(p, read_gwcs=False) for p in asn.psf)  # never resampled
     io.check_same_frame([*science, *psf])
     shape = (science[0].sizes[schema.Y], science[0].sizes[schema.X])
     path = Path(psfmask) if psfmask else io.find_psfmask(science[0].attrs["primary_header"], crds_path)
