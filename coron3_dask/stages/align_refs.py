@@ -12,6 +12,9 @@ __all__ = ["PARAMS", "align_refs", "replace_bad_pixels"]
 
 #: names of the fitted parameters on the ``param`` dimension of ``shifts``
 PARAMS = ("sx", "sy", "beta")
+#: references aligned per task: enough to amortise the per-target set-up of the fit, few
+#: enough that a task's references and outputs stay small (float32 bytes per array)
+REF_BLOCK_BYTES = 64 * 2**20
 
 
 def replace_bad_pixels(cube: xr.Dataset, *, box: int, bad_bits: int, zero_bits: int) -> xr.DataArray:
@@ -109,9 +112,9 @@ def align_refs(
 
     Notes
     -----
-    Each (integration, reference block) pair is one task: the references keep the chunks
-    they arrive with (one PSF exposure per chunk from ``stack_refs``), so no task ever holds
-    the whole reference stack, however many reference integrations there are.
+    Each (integration, reference block) pair is one task; blocks hold about
+    ``REF_BLOCK_BYTES`` of references (e.g. 160 frames of 320x320, 40 of 640x640), so no
+    task ever holds the whole reference stack, however many reference integrations there are.
     """
     if align_to not in ("each", "first"):
         raise ValueError(f"align_to must be 'each' or 'first', got {align_to!r}")
@@ -123,6 +126,7 @@ def align_refs(
     if align_to == "first":
         target = target.isel({schema.INTEGRATION: slice(0, 1)})
     whole_frames = {d: -1 for d in frame}
+    ref_block = max(1, REF_BLOCK_BYTES // (4 * refs.sizes[schema.Y] * refs.sizes[schema.X]))
     stack = [schema.REF, *frame]
     # "ref" is a loop dimension, like "integration"; coordinates are dropped on the way in
     # (the same names live on both, and xarray would compute them to compare) and the ref
@@ -130,8 +134,8 @@ def align_refs(
     sci, err, shifts = xr.apply_ufunc(
         _align_blocks,
         target.reset_coords(drop=True).chunk({schema.INTEGRATION: 1, **whole_frames}),
-        refs.reset_coords(drop=True).chunk(whole_frames),
-        ref_err.reset_coords(drop=True).chunk(whole_frames),
+        refs.reset_coords(drop=True).chunk({schema.REF: ref_block, **whole_frames}),
+        ref_err.reset_coords(drop=True).chunk({schema.REF: ref_block, **whole_frames}),
         mask.reset_coords(drop=True).chunk(whole_frames),
         input_core_dims=[frame, frame, frame, frame],
         output_core_dims=[frame, frame, ["param"]],

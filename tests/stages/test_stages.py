@@ -91,3 +91,23 @@ def test_klip_needs_two_refs():
     target = xr.DataArray(np.zeros((2, 4, 4), np.float32), dims=DIMS)
     with pytest.raises(ValueError, match="at least 2"):
         klip(target, xr.DataArray(np.zeros((1, 4, 4), np.float32), dims=("ref", "y", "x")))
+
+
+def test_align_refs_block_size_does_not_change_results(monkeypatch):
+    """References split over several tasks give exactly what one block gives."""
+    from coron3_dask.stages import align_refs as stage
+
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:24, :20]
+    psf = np.exp(-((yy - 11.6) ** 2 + (xx - 9.3) ** 2) / 6.0) + 0.3 * np.exp(-((yy - 6) ** 2 + (xx - 14) ** 2) / 3.0)
+    target = xr.DataArray((psf + rng.normal(scale=1e-3, size=(2, 24, 20))).astype(np.float32), dims=DIMS)
+    refs = xr.DataArray((1.3 * psf + rng.normal(scale=1e-3, size=(5, 24, 20))).astype(np.float32),
+                        dims=("ref", "y", "x"))
+    mask = xr.DataArray(np.ones((24, 20), np.float32), dims=("y", "x"))
+    whole = stage.align_refs(target, refs, refs, mask).compute()
+    monkeypatch.setattr(stage, "REF_BLOCK_BYTES", 2 * 4 * 24 * 20)  # two references per task
+    split = stage.align_refs(target, refs, refs, mask)
+    assert len(split["sci"].data.chunks[1]) == 3
+    split = split.compute()
+    for name in ("sci", "err", "shifts"):
+        np.testing.assert_array_equal(split[name].values, whole[name].values)
