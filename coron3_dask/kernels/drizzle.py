@@ -246,7 +246,7 @@ def drizzle_partial(
     shape = data.shape
     planes = dict(zip(VARIANCE_NAMES, (var_rnoise, var_flat, var_poisson), strict=True))
     invalid = np.isnan(data)
-    for plane in (err, *planes.values()):
+    for plane in (err, var_rnoise, var_flat, var_poisson):
         if _present(plane, shape):
             invalid |= np.isnan(plane)  # type: ignore[arg-type]
     weight = drizzle_weight(dq, var_rnoise, invalid, weight_type=weight_type, exptime=exptime, bad_bits=bad_bits)
