@@ -12,13 +12,11 @@ import contextlib
 import hashlib
 import io as io_module
 import json
-import logging
-import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.io import fits
+from helpers import restored_process_state
 
 import coron3_dask
 from coron3_dask import cli, io
@@ -41,23 +40,9 @@ N_SCI_INT = N_REF_INT = 2
 
 
 # --------------------------------------------------------------------------- helpers
-@contextlib.contextmanager
-def _restored_process_state() -> Iterator[None]:
-    """``cli.main`` configures the package logger and may export BLAS variables: undo both."""
-    logger = logging.getLogger("coron3_dask")
-    handlers, level, environ = logger.handlers[:], logger.level, dict(os.environ)
-    try:
-        yield
-    finally:
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        os.environ.clear()
-        os.environ.update(environ)
-
-
 def run_main(*argv: Any) -> int:
     """``cli.main`` in-process, with every argument turned into a string."""
-    with _restored_process_state():
+    with restored_process_state():
         return cli.main([str(a) for a in argv])
 
 

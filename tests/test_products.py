@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import io as io_module
 import json
-import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
+from helpers import restored_process_state
 
 import coron3_dask
 from coron3_dask import cli
@@ -106,23 +105,9 @@ def test_every_jwst_known_suffix_is_removed():
 
 
 # --------------------------------------------------------------------------- runs
-@contextlib.contextmanager
-def _restored_process_state():
-    """``cli.main`` configures the package logger and may export BLAS variables: undo both."""
-    logger = logging.getLogger("coron3_dask")
-    handlers, level, environ = logger.handlers[:], logger.level, dict(os.environ)
-    try:
-        yield
-    finally:
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        os.environ.clear()
-        os.environ.update(environ)
-
-
 def _run_cli(*argv: Any) -> tuple[int, str]:
     stderr = io_module.StringIO()
-    with _restored_process_state(), contextlib.redirect_stdout(io_module.StringIO()), \
+    with restored_process_state(), contextlib.redirect_stdout(io_module.StringIO()), \
             contextlib.redirect_stderr(stderr):
         code = cli.main([str(a) for a in argv])
     return code, stderr.getvalue()

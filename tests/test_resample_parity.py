@@ -37,10 +37,7 @@ import xarray as xr
 pytest.importorskip("jwst")
 gwcs = pytest.importorskip("gwcs")
 
-from astropy import coordinates as coord  # noqa: E402
-from astropy import units as u  # noqa: E402
-from astropy.modeling import models as m  # noqa: E402
-from gwcs import coordinate_frames as cf  # noqa: E402
+from helpers import gwcs_from_header  # noqa: E402
 
 from coron3_dask.stages.resample import resample  # noqa: E402
 
@@ -64,19 +61,6 @@ def _header(roll, crpix):
             "BUNIT": "MJy/sr"}
 
 
-def _gwcs(h):
-    pc = np.array([[h["PC1_1"], h["PC1_2"]], [h["PC2_1"], h["PC2_2"]]])
-    transform = (m.Shift(-(h["CRPIX1"] - 1)) & m.Shift(-(h["CRPIX2"] - 1)) | m.AffineTransformation2D(matrix=pc)
-                 | m.Scale(h["CDELT1"]) & m.Scale(h["CDELT2"]) | m.Pix2Sky_TAN()
-                 | m.RotateNative2Celestial(h["CRVAL1"], h["CRVAL2"], 180))
-    detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
-    sky = cf.CelestialFrame(reference_frame=coord.ICRS(), name="world", unit=(u.deg, u.deg))
-    w = gwcs.WCS([(detector, transform), (sky, None)])
-    w.bounding_box = ((-0.5, SHAPE[1] - 0.5), (-0.5, SHAPE[0] - 0.5))
-    w.pixel_shape = SHAPE[::-1]
-    return w
-
-
 def _synthetic():
     """Two rolls of psfsub-like cubes: (header, primary, gwcs, arrays) per exposure."""
     from stcal.alignment.util import compute_s_region_imaging
@@ -86,7 +70,7 @@ def _synthetic():
     rolls = []
     for k, (roll, crpix) in enumerate([(20.0, (40.8, 48.3)), (35.0, (40.1, 50.7))]):
         header = _header(roll, crpix)
-        w = _gwcs(header)
+        w = gwcs_from_header(header, SHAPE)
         header["S_REGION"] = compute_s_region_imaging(w, shape=SHAPE, center=False)
         source = 30 * np.exp(-((yy - 48 - 3 * k) ** 2 + (xx - 40 + 2 * k) ** 2) / 10)
         sci = (rng.normal(size=(N_INT, *SHAPE)) + source).astype(np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import gwcs_from_header
 
 from coron3_dask import wcs as W
 
@@ -21,27 +22,6 @@ def tan_header(ra=150.1, dec=-30.2, roll=20.0, shape=(96, 80), *, vparity=-1, v3
             "PC1_1": pc[0, 0], "PC1_2": pc[0, 1], "PC2_1": pc[1, 0], "PC2_2": pc[1, 1],
             "RA_REF": ra, "DEC_REF": dec, "ROLL_REF": roll, "V3I_YANG": v3yang, "VPARITY": vparity,
             "BUNIT": "MJy/sr"}
-
-
-def gwcs_from_header(h, shape):
-    """gWCS equivalent to a TAN header: Shift | Affine(PC) | Scale | Pix2Sky_TAN | RotateNative2Celestial."""
-    gwcs = pytest.importorskip("gwcs")
-    from astropy import coordinates as coord
-    from astropy import units as u
-    from astropy.modeling import models as m
-    from gwcs import coordinate_frames as cf
-
-    pc = np.array([[h["PC1_1"], h["PC1_2"]], [h["PC2_1"], h["PC2_2"]]])
-    transform = (m.Shift(-(h["CRPIX1"] - 1)) & m.Shift(-(h["CRPIX2"] - 1)) | m.AffineTransformation2D(matrix=pc)
-                 | m.Scale(h["CDELT1"]) & m.Scale(h["CDELT2"]) | m.Pix2Sky_TAN()
-                 | m.RotateNative2Celestial(h["CRVAL1"], h["CRVAL2"], 180))
-    detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
-    sky = cf.CelestialFrame(reference_frame=coord.ICRS(), name="world", unit=(u.deg, u.deg))
-    w = gwcs.WCS([(detector, transform), (sky, None)])
-    ny, nx = shape
-    w.bounding_box = ((-0.5, nx - 0.5), (-0.5, ny - 0.5))
-    w.pixel_shape = (nx, ny)
-    return w
 
 
 def two_rolls(shape=(96, 80), with_sregion=True):
