@@ -179,8 +179,8 @@ def graph_size(products: Any, inputs: Any, config: Any) -> int:
     from dask._expr import FinalizeCompute
     from dask.base import collections_to_expr, unpack_collections
 
-    from coron3_dask import writers
-    from coron3_dask.products import Provenance
+    from coron3_dask.files import writers
+    from coron3_dask.files.products import Provenance
 
     with tempfile.TemporaryDirectory() as tmp:
         tasks, shifts, _ = writers.plan(products, inputs, config, Path(tmp), Provenance(config.to_dict(), inputs.files))

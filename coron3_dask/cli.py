@@ -327,7 +327,7 @@ def _demo(args: argparse.Namespace) -> int:
     args.psfmask, args.crds_path, args.config = sim.psfmask_path, None, None
     args.overrides, args.jwst_compat, args.no_save_psfalign = [], False, False
     status = _run(args)
-    from coron3_dask.preview import write_preview
+    from coron3_dask.analysis.preview import write_preview
 
     products = args.output_dir
     png = write_preview(

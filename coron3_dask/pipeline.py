@@ -20,9 +20,9 @@ import dask
 import numpy as np
 import xarray as xr
 
-from coron3_dask import dq, io, schema
+from coron3_dask import dq, files, schema
 from coron3_dask.config import Coron3Config
-from coron3_dask.products import Provenance, exposure_product_name, source_product_name
+from coron3_dask.files.products import Provenance, exposure_product_name, source_product_name
 from coron3_dask.stages.align_refs import align_refs, replace_bad_pixels
 from coron3_dask.stages.klip import klip
 from coron3_dask.stages.outliers import flag_outliers
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class Inputs:
     """Everything a run reads: the association, lazy exposures and the PSFMASK."""
 
-    association: io.Association
+    association: files.Association
     science: tuple[xr.Dataset, ...]
     psf: tuple[xr.Dataset, ...]
     psfmask: xr.DataArray
@@ -70,16 +70,16 @@ def open_inputs(
 
     Raises
     ------
-    io.InputError
+    files.InputError
         Naming the file and the problem.
     """
-    asn = io.read_association(asn_path)
-    science = tuple(io.open_calints(p) for p in asn.science)
-    psf = tuple(io.open_calints(p, read_gwcs=False) for p in asn.psf)  # never resampled
-    io.check_same_frame([*science, *psf])
+    asn = files.read_association(asn_path)
+    science = tuple(files.open_calints(p) for p in asn.science)
+    psf = tuple(files.open_calints(p, read_gwcs=False) for p in asn.psf)  # never resampled
+    files.check_same_frame([*science, *psf])
     shape = (science[0].sizes[schema.Y], science[0].sizes[schema.X])
-    path = Path(psfmask) if psfmask else io.find_psfmask(science[0].attrs["primary_header"], crds_path)
-    mask = xr.DataArray(io.lazy_psfmask(path, shape), dims=schema.FRAME_DIMS)
+    path = Path(psfmask) if psfmask else files.find_psfmask(science[0].attrs["primary_header"], crds_path)
+    mask = xr.DataArray(files.lazy_psfmask(path, shape), dims=schema.FRAME_DIMS)
     return Inputs(asn, science, psf, mask, path)
 
 
@@ -216,11 +216,11 @@ def run(
     RunResult
         Written paths and the fitted (sx, sy, beta) per psfalign product.
     """
-    from coron3_dask import writers
+    from coron3_dask.files import writers
 
     out = Path(output_dir).resolve()  # workers may run in another working directory
     if out.exists() and not out.is_dir():
-        raise io.InputError(f"--output-dir {out} exists and is not a directory")
+        raise files.InputError(f"--output-dir {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     products = products or build(inputs, config)
     provenance = Provenance(config.to_dict(), inputs.files)
@@ -242,7 +242,7 @@ def run(
         "wall_seconds": round(time.perf_counter() - start, 3),
         "shifts_summary": {n: _shift_summary(p) for n, p in fitted.items()},
     }
-    io.write_text(out / run_record_name(inputs.association.product_name), json.dumps(record, indent=2))
+    files.write_text(out / run_record_name(inputs.association.product_name), json.dumps(record, indent=2))
     for name, params in fitted.items():
         _log_shifts(name, params)
     references = {

@@ -3,7 +3,7 @@
 Runs use tiny simulated programmes (2 science exposures x 2 integrations, one reference
 exposure x 2 integrations) and local schedulers, so the whole module takes a few seconds.
 The expected product names are derived here from the association with the spec's rule
-(§2.3), independently of ``coron3_dask.products``.
+(§2.3), independently of ``coron3_dask.files.products``.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from astropy.io import fits
 from helpers import restored_process_state
 
 import coron3_dask
-from coron3_dask import cli, io
+from coron3_dask import cli, files
 from coron3_dask.config import ConfigError
-from coron3_dask.io import InputError
+from coron3_dask.files import InputError
 from coron3_dask.kernels import klip as klip_kernels
 from coron3_dask.simulate import simulate_programme
 
@@ -362,9 +362,9 @@ def _no_psf_members(prog, dest):
 
 def _mismatched_frames(prog, dest):
     cube = np.ones((2, 100, 120), dtype=np.float32)
-    extensions = [io.Extension("SCI", cube), io.Extension("ERR", cube),
-                  io.Extension("DQ", np.zeros(cube.shape, np.uint32))]
-    io.write_fits(dest / "jw01386001001_0310a_00002_nrcalong_calints.fits",
+    extensions = [files.Extension("SCI", cube), files.Extension("ERR", cube),
+                  files.Extension("DQ", np.zeros(cube.shape, np.uint32))]
+    files.write_fits(dest / "jw01386001001_0310a_00002_nrcalong_calints.fits",
                   {"TELESCOP": "JWST", "INSTRUME": "NIRCAM"}, extensions)
     _edit_asn(dest, lambda a: _first(a, "psf").update(expname="jw01386001001_0310a_00002_nrcalong_calints.fits"))
     return []
@@ -381,7 +381,7 @@ def _truncated_member(prog, dest):
 def _psfmask_wrong_shape(prog, dest):
     header = {"TELESCOP": "JWST", "REFTYPE": "PSFMASK", "DATAMODL": "PsfMaskModel", "INSTRUME": "MIRI",
               "SUBARRAY": "MASK1550"}
-    io.write_fits(dest / prog.psfmask_path.name, header, [io.Extension("SCI", np.ones((224, 288), np.float32))])
+    files.write_fits(dest / prog.psfmask_path.name, header, [files.Extension("SCI", np.ones((224, 288), np.float32))])
     return []
 
 

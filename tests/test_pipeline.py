@@ -76,8 +76,8 @@ def test_progress_stages_cover_every_kernel_task(inputs, tmp_path):
 
     from dask.utils import key_split
 
-    from coron3_dask import writers
-    from coron3_dask.products import Provenance
+    from coron3_dask.files import writers
+    from coron3_dask.files.products import Provenance
     from coron3_dask.progress import STAGES, stage_of
 
     config = load_config()

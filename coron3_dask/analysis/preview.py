@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from coron3_dask import io
+from coron3_dask import files
 from coron3_dask.wcs import wcs_from_header
 
 __all__ = ["write_preview"]
@@ -59,13 +59,13 @@ def write_preview(
     panels: list[tuple[str, np.ndarray, list[tuple[float, float]]]] = []
     exposures = {e["file"].removesuffix("_calints.fits"): e for e in (truth or {}).get("exposures", [])}
     for path in psfsub:
-        cube, _ = io.read_image(path)
+        cube, _ = files.read_image(path)
         root = next((r for r in exposures if Path(path).name.startswith(r)), None)
         marks = [tuple(np.mean(c["xy_per_integration"], axis=0)) for c in exposures[root]["companions"]] if root else []
         roll = f", roll {exposures[root]['roll_ref_deg']:.1f} deg" if root else ""
         panels.append((f"{Path(path).name[:25]}... psfsub{roll}", np.nanmean(cube, axis=0), marks))
     if i2d is not None:
-        image, header = io.read_image(i2d)
+        image, header = files.read_image(i2d)
         wcs = wcs_from_header(header)
         marks = [
             tuple(np.asarray(wcs.world_to_pixel_values(c["ra"], c["dec"]), float))
@@ -88,7 +88,7 @@ def write_preview(
     fig.suptitle("coron3_dask: PSF-subtracted rolls and combined i2d (circles: true companion positions)", fontsize=10)
     fig.tight_layout()
     out = Path(out_png)
-    with io.atomic_path(out) as tmp:
+    with files.atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return out

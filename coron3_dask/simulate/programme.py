@@ -5,7 +5,7 @@ and one PSF reference star on a small-grid dither, one ``_calints.fits`` per exp
 (real names, keywords, SCI/ERR/DQ/VAR_*/AREA/INT_TIMES), a PSFMASK reference file, the
 coron3 association JSON and ``truth.json`` with everything a test needs.
 
-Model (optics in :mod:`coron3_dask.kernels.optics`):
+Model (optics in :mod:`coron3_dask.simulate.optics`):
 
 * **Coronagraph**: monochromatic Fourier optics at the filter's pivot wavelength through a
   segmented JWST pupil, a round occulter (NIRCam) or a four-quadrant phase mask (MIRI), an
@@ -41,11 +41,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from coron3_dask import dq, io, schema
-from coron3_dask.kernels.optics import fourier_shift
-from coron3_dask.presets import DEFAULT_COMPANIONS, PRESETS, Companion, Preset, resolve_preset
-from coron3_dask.simulate_files import SimulatedProgramme, exposure_headers, int_times, write_products
-from coron3_dask.simulate_optics import (
+from coron3_dask import dq, files, schema
+from coron3_dask.simulate.optics import fourier_shift
+from coron3_dask.simulate.presets import DEFAULT_COMPANIONS, PRESETS, Companion, Preset, resolve_preset
+from coron3_dask.simulate.exposures import SimulatedProgramme, exposure_headers, int_times, write_products
+from coron3_dask.simulate.instrument import (
     STREAMS,
     coronagraph,
     coronagraphic_psf,
@@ -54,8 +54,8 @@ from coron3_dask.simulate_optics import (
     speckle_step,
     static_aberration,
 )
-from coron3_dask.simulate_plan import TARGET, exposure_times, plan_exposures
-from coron3_dask.tan_projection import offset_sky, pc_matrix, sky_to_pixel
+from coron3_dask.simulate.plan import TARGET, exposure_times, plan_exposures
+from coron3_dask.wcs.tan import offset_sky, pc_matrix, sky_to_pixel
 
 __all__ = [
     "DEFAULT_COMPANIONS",
@@ -259,18 +259,18 @@ def simulate_programme(
             arr[:, nan_mask] = np.nan
         err = np.sqrt(cube["vp"] + vr + cube["vf"])
         var = {"BUNIT": "(MJy/sr)^2"}
-        io.write_fits(
+        files.write_fits(
             out / e.file,
             prim,
             [
-                io.Extension("SCI", cube["sci"], sci_hdr),
-                io.Extension("ERR", err, {"BUNIT": "MJy/sr"}),
-                io.Extension("DQ", np.repeat(dq_frame[None], e.nints, axis=0)),
-                io.Extension("AREA", area),
-                io.Extension("VAR_POISSON", cube["vp"], var),
-                io.Extension("VAR_RNOISE", vr, var),
-                io.Extension("VAR_FLAT", cube["vf"], var),
-                io.Extension("INT_TIMES", int_times(e.start, e.nints, t_int), table=True),
+                files.Extension("SCI", cube["sci"], sci_hdr),
+                files.Extension("ERR", err, {"BUNIT": "MJy/sr"}),
+                files.Extension("DQ", np.repeat(dq_frame[None], e.nints, axis=0)),
+                files.Extension("AREA", area),
+                files.Extension("VAR_POISSON", cube["vp"], var),
+                files.Extension("VAR_RNOISE", vr, var),
+                files.Extension("VAR_FLAT", cube["vf"], var),
+                files.Extension("INT_TIMES", int_times(e.start, e.nints, t_int), table=True),
             ],
         )
         exposures.append(

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coron3_dask import __version__, io, pipeline
+from coron3_dask import __version__, files, pipeline
 from coron3_dask.config import Coron3Config
 
 __all__ = ["AssociationOutcome", "read_list", "run_campaign"]
@@ -91,7 +91,7 @@ def run_campaign(
         start = time.perf_counter()
         outcome = AssociationOutcome(asn=str(asn), status="failed")
         try:
-            association = io.read_association(asn)
+            association = files.read_association(asn)
             out = root / association.product_name
             outcome.output_dir = str(out)
             record = out / pipeline.run_record_name(association.product_name)
@@ -123,4 +123,4 @@ def _write_record(root: Path, config: Coron3Config, outcomes: list[AssociationOu
         **counts,
         "associations": [asdict(o) for o in outcomes],
     }
-    io.write_text(root / "campaign.json", json.dumps(record, indent=2))
+    files.write_text(root / "campaign.json", json.dumps(record, indent=2))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from coron3_dask.kernels.optics import OpticsSpec
+from coron3_dask.simulate.optics import OpticsSpec
 
 __all__ = ["DEFAULT_COMPANIONS", "PRESETS", "Companion", "Preset", "resolve_preset"]
 

@@ -1,18 +1,11 @@
-"""FITS plumbing: header scans and one-task lazy reads in; whole or slab-by-slab writes out.
+"""FITS writing: whole files, or pre-allocated files filled block by block from the workers.
 
-:func:`scan_fits` reads every header of a file (no pixels) and checks it is not truncated;
-:func:`lazy_extension` makes a one-task Dask array for a whole extension, named from
-``tokenize(path, mtime, extension)``, whose graph holds the path and not the pixels.
 :func:`write_fits` writes a whole multi-extension file from in-memory arrays.  For products too
 large to hold in memory (the 4-D psfalign cube), :func:`preallocate_fits` writes every header
 and reserves every data area as a sparse, zero-filled hole padded to the 2880-byte FITS
-block; Dask workers then fill it slab by slab (:func:`write_slab`, one leading index at a
-time, big-endian as FITS requires) without the array ever being gathered; tables go at the
-end (:func:`append_table`).  Every write goes to the temporary name from :func:`atomic_path`,
-renamed onto the final name only when complete.
-
-With :mod:`coron3_dask.io` (which re-exports everything here) this is the only code that
-touches :mod:`astropy.io.fits`.
+block; Dask workers then fill it block by block (:func:`write_block`, big-endian as FITS
+requires) without the array ever being gathered; tables go at the end (:func:`append_table`).
+Every write goes to a temporary name, renamed onto the final name only when complete.
 """
 
 from __future__ import annotations
@@ -20,118 +13,30 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
 from astropy.io import fits
-from dask.base import tokenize
 from numpy.typing import DTypeLike
 
 __all__ = [
     "Extension",
     "ExtensionSpec",
-    "FitsLayout",
-    "InputError",
     "append_table",
     "atomic_path",
-    "data_nbytes",
-    "image_shape",
-    "lazy_extension",
     "make_header",
     "preallocate_fits",
-    "read_extension",
-    "scan_fits",
     "write_block",
     "write_fits",
-    "write_slab",
+    "write_text",
 ]
 
 
-class InputError(ValueError):
-    """An input file (association, exposure, reference file) is missing or malformed."""
-
-
-# --------------------------------------------------------------------------- reading
-def image_shape(header: fits.Header) -> tuple[int, ...]:
-    """Array shape (NumPy order) from NAXISn; ``()`` when NAXIS = 0."""
-    return tuple(int(header[f"NAXIS{i}"]) for i in range(int(header.get("NAXIS", 0)), 0, -1))
-
-
-def data_nbytes(header: fits.Header) -> int:
-    """Size of an HDU's data in bytes, without padding (FITS standard §4.4.1)."""
-    if int(header.get("NAXIS", 0)) == 0:
-        return 0
-    count = int(np.prod(image_shape(header), dtype=np.int64))
-    return abs(int(header["BITPIX"])) // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + count)
-
-
-def scan_fits(path: Path) -> tuple[dict[str, fits.Header], int]:
-    """Read every header of a FITS file (no pixels) and check each data area lies inside it.
-
-    Parameters
-    ----------
-    path : Path
-        The file.
-
-    Returns
-    -------
-    headers : dict of str to fits.Header
-        Keyed by upper-case EXTNAME (first occurrence wins; the primary is ``PRIMARY``).
-    mtime_ns : int
-        The file's modification time, for task names.
-
-    Raises
-    ------
-    InputError
-        Naming the file if it is missing, not FITS, corrupt or truncated.
-    """
-    try:
-        stat = path.stat()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
-                found = [(hdu.header.copy(), hdul.fileinfo(i)["datLoc"]) for i, hdu in enumerate(hdul)]
-        ends = [start + data_nbytes(header) for header, start in found]
-    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
-        raise InputError(f"{path}: not a readable FITS file ({exc})") from exc
-    if broken := [str(w.message).splitlines()[0] for w in caught if "Error validating header" in str(w.message)]:
-        raise InputError(f"{path}: corrupt or truncated FITS file: {broken[0]}")
-    headers: dict[str, fits.Header] = {}
-    for i, ((header, _), end) in enumerate(zip(found, ends, strict=True)):
-        name = "PRIMARY" if i == 0 else str(header.get("EXTNAME", f"HDU{i}")).strip().upper()
-        if end > stat.st_size:
-            raise InputError(f"{path}: truncated: {name} data needs {end} bytes, file has {stat.st_size}")
-        headers.setdefault(name, header)
-    return headers, stat.st_mtime_ns
-
-
-def read_extension(path: str, ext: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Read one whole extension (the body of a read task) as a native-endian ``dtype`` array."""
-    data = fits.getdata(path, extname=ext, memmap=False)
-    if data.shape != tuple(shape):
-        raise InputError(f"{path}: {ext} has shape {data.shape} at read time, expected {tuple(shape)} (changed?)")
-    return np.ascontiguousarray(data, dtype=np.dtype(dtype))
-
-
-def lazy_extension(path: Path, mtime_ns: int, ext: str, shape: tuple[int, ...], dtype: np.dtype) -> da.Array:
-    """Return a one-chunk Dask array read by one task named ``read-<ext>-tokenize(path, mtime_ns, ext)``.
-
-    The graph holds the path, never pixels, so it is small and can be shipped to workers.
-    """
-    token = tokenize(str(path), mtime_ns, ext)
-    read = dask.delayed(read_extension, pure=True)
-    load = read(str(path), ext, dtype.str, shape, dask_key_name=f"load-{ext.lower()}-{token}")
-    return da.from_delayed(load, shape=shape, dtype=dtype, name=f"read-{ext.lower()}-{token}")
-
-
-# --------------------------------------------------------------------------- writing
 BLOCK = 2880
+
 
 #: native dtype -> (BITPIX, BZERO or None); unsigned integers use the FITS BZERO convention
 _BITPIX: dict[np.dtype, tuple[int, int | None]] = {
@@ -148,6 +53,8 @@ _BITPIX: dict[np.dtype, tuple[int, int | None]] = {
         ("f8", -64, None),
     ]
 }
+
+
 _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|EXTNAME|BZERO|BSCALE|END)$")
 
 
@@ -286,36 +193,6 @@ def _to_disk(slab: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return arr.astype(arr.dtype.newbyteorder(">"), copy=False)
 
 
-def write_slab(path: str | Path, offset: int, index: int, slab: np.ndarray, dtype: DTypeLike) -> int:
-    """Write one slab of an extension preallocated by :func:`preallocate_fits`.
-
-    Parameters
-    ----------
-    path : path
-        The preallocated file.
-    offset : int
-        Byte offset of the extension's data (from :func:`preallocate_fits`).
-    index : int
-        Leading index of the slab (0-based).
-    slab : ndarray
-        Array of shape ``extension.shape[1:]``; cast to ``dtype`` and written big-endian.
-    dtype : dtype-like
-        The extension's dtype.
-
-    Returns
-    -------
-    int
-        Bytes written.
-
-    Notes
-    -----
-    Each call opens its own handle (``r+b``), seeks and writes, so different slabs may be
-    written concurrently from different threads or processes.  The shape is not checked
-    here; :meth:`FitsLayout.write_slab` checks it.
-    """
-    return write_block(path, offset, index, np.asarray(slab)[None], dtype)
-
-
 def write_block(path: str | Path, offset: int, start: int, block: np.ndarray, dtype: DTypeLike) -> int:
     """Write consecutive slabs ``block[0], block[1], ...`` starting at leading index ``start``.
 
@@ -355,42 +232,6 @@ def append_table(path: str | Path, name: str, data: np.ndarray, header: Mapping[
     hdu = fits.BinTableHDU(data=np.asarray(data), header=make_header(header or {}), name=name)
     with fits.open(path, mode="append", memmap=False) as hdul:
         hdul.append(hdu)
-
-
-@dataclass(frozen=True)
-class FitsLayout:
-    """A preallocated FITS file: where each extension's data lives.  Small and picklable.
-
-    Create with :meth:`FitsLayout.preallocate`; ship to workers; call :meth:`write_slab`.
-    """
-
-    path: Path
-    extensions: tuple[ExtensionSpec, ...]
-    offsets: Mapping[str, int]
-
-    @classmethod
-    def preallocate(
-        cls, path: str | Path, primary: Mapping[str, Any], extensions: Sequence[ExtensionSpec]
-    ) -> FitsLayout:
-        """Run :func:`preallocate_fits` and return the layout."""
-        offsets = preallocate_fits(path, primary, extensions)
-        return cls(Path(path), tuple(extensions), offsets)
-
-    def spec(self, name: str) -> ExtensionSpec:
-        """Return the spec of extension ``name``."""
-        for spec in self.extensions:
-            if spec.name == name:
-                return spec
-        raise KeyError(f"{self.path.name} has no extension {name!r}; it has {[s.name for s in self.extensions]}")
-
-    def write_slab(self, name: str, index: int, slab: np.ndarray) -> int:
-        """Write ``slab`` (shape ``shape[1:]``) at leading ``index`` of extension ``name``; return bytes written."""
-        spec = self.spec(name)
-        if np.shape(slab) != spec.shape[1:]:
-            raise ValueError(f"{name}: slab shape {np.shape(slab)} != extension slab shape {spec.shape[1:]}")
-        if not 0 <= index < spec.shape[0]:
-            raise IndexError(f"{name}: slab index {index} outside 0..{spec.shape[0] - 1}")
-        return write_slab(self.path, self.offsets[name], index, slab, spec.dtype)
 
 
 @dataclass
@@ -461,4 +302,23 @@ def write_fits(path: str | Path, primary: Mapping[str, Any], extensions: Sequenc
         hdus.append(hdu)
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp, output_verify="silentfix")
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a small text file (JSON record, TOML) atomically.
+
+    Parameters
+    ----------
+    path : path
+        Final file name.
+    text : str
+        Content.
+
+    Returns
+    -------
+    Path
+    """
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return Path(path)

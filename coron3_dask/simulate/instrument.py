@@ -1,6 +1,6 @@
 """Noiseless optical model of the simulator: coronagraphic and off-axis PSFs, PSFMASK.
 
-The optics are those of :mod:`coron3_dask.kernels.optics` for a :class:`~coron3_dask.presets.Preset`;
+The optics are those of :mod:`coron3_dask.simulate.optics` for a :class:`~coron3_dask.simulate.presets.Preset`;
 the static pupil aberration and its random walk are drawn from the random streams
 :data:`STREAMS` of :func:`~coron3_dask.simulate.simulate_programme`.
 """
@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from coron3_dask.kernels.optics import Coronagraph, fourier_shift
-from coron3_dask.presets import Preset, resolve_preset
+from coron3_dask.simulate.optics import Coronagraph, fourier_shift
+from coron3_dask.simulate.presets import Preset, resolve_preset
 
 __all__ = [
     "STREAMS",

@@ -11,16 +11,16 @@ with the same astropy.modeling transform chain, so the grid numbers agree with j
 round-off.  Input WCSs are astropy FITS WCSs built from the calints SCI header (SIP
 distortion included when present) or, when the caller supplies one, a gWCS object.
 
-This module gathers the public names of :mod:`coron3_dask.input_wcs` (input WCSs and
-:func:`pixmap`), :mod:`coron3_dask.footprints` (footprints and ``S_REGION``) and
-:mod:`coron3_dask.output_grid` (output WCS, shape, pixel scales and header cards).
+This module gathers the public names of :mod:`coron3_dask.wcs.input_wcs` (input WCSs and
+:func:`pixmap`), :mod:`coron3_dask.wcs.footprints` (footprints and ``S_REGION``) and
+:mod:`coron3_dask.wcs.output_grid` (output WCS, shape, pixel scales and header cards).
 """
 
 from __future__ import annotations
 
-from coron3_dask.footprints import footprints, output_sregion, sregion_polygons
-from coron3_dask.input_wcs import exposure_wcs, is_gwcs, pixmap, wcs_from_header
-from coron3_dask.output_grid import mean_pixel_scale, output_grid, output_header, reference_pixel_scale
+from coron3_dask.wcs.footprints import footprints, output_sregion, sregion_polygons
+from coron3_dask.wcs.input_wcs import exposure_wcs, is_gwcs, pixmap, wcs_from_header
+from coron3_dask.wcs.output_grid import mean_pixel_scale, output_grid, output_header, reference_pixel_scale
 
 __all__ = [
     "exposure_wcs",

@@ -19,9 +19,11 @@ import numpy as np
 import xarray as xr
 from dask.delayed import Delayed
 
-from coron3_dask import io, schema
+from coron3_dask import files, schema
+
+from coron3_dask.files import fits_stream
 from coron3_dask.config import Coron3Config
-from coron3_dask.products import Provenance, clean_header, product_primary, provenance_table
+from coron3_dask.files.products import Provenance, clean_header, product_primary, provenance_table
 
 __all__ = ["plan", "shifts_table", "stream_product"]
 
@@ -63,9 +65,9 @@ def _write_block(
     ``(start[0] + i) * n_second + start[1]`` over the first two axes.
     """
     if block.ndim < 3:
-        return io.write_block(tmp, offsets[name], start[0], block, dtype)
+        return fits_stream.write_block(tmp, offsets[name], start[0], block, dtype)
     return sum(
-        io.write_block(tmp, offsets[name], (start[0] + i) * n_second + start[1], row, dtype)
+        fits_stream.write_block(tmp, offsets[name], (start[0] + i) * n_second + start[1], row, dtype)
         for i, row in enumerate(block)
     )
 
@@ -74,7 +76,7 @@ def _finish(tmp: str, path: str, tables: Mapping[str, np.ndarray | None], writte
     """Append the small tables and rename the complete file into place."""
     for name, table in tables.items():
         if table is not None:
-            io.append_table(tmp, name, table, {})
+            fits_stream.append_table(tmp, name, table, {})
     Path(tmp).replace(path)
     return path
 
@@ -108,12 +110,12 @@ def stream_product(
     """
     tmp = path.with_name(f".{path.name}.partial")
     specs = [
-        io.ExtensionSpec(name, tuple(arr.shape), np.dtype(arr.dtype), dict(header))
+        fits_stream.ExtensionSpec(name, tuple(arr.shape), np.dtype(arr.dtype), dict(header))
         for name, (arr, header) in extensions.items()
     ]
     # pre-allocated now, by the caller at run time (not as a task: a root task that only
     # the block writes depend on can be scheduled late, leaving every computed block waiting)
-    offsets = io.preallocate_fits(str(tmp), dict(primary), specs)
+    offsets = fits_stream.preallocate_fits(str(tmp), dict(primary), specs)
     written = []
     for name, (arr, _) in extensions.items():
         first_whole = 1 if arr.ndim < 3 else 2

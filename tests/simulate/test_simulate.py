@@ -15,7 +15,7 @@ from astropy.wcs import WCS
 from scipy import ndimage, optimize
 
 from coron3_dask import dq
-from coron3_dask.kernels.optics import fourier_shift
+from coron3_dask.simulate.optics import fourier_shift
 from coron3_dask.simulate import (
     PRESETS,
     Companion,

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from coron3_dask import dq, io
-from coron3_dask.presets import Companion, Preset
-from coron3_dask.simulate_optics import psfmask
-from coron3_dask.simulate_plan import ASN_ID, PROGRAM, Exposure, exposure_times
-from coron3_dask.tan_projection import pixel_to_sky
+from coron3_dask import dq, files
+from coron3_dask.simulate.presets import Companion, Preset
+from coron3_dask.simulate.instrument import psfmask
+from coron3_dask.simulate.plan import ASN_ID, PROGRAM, Exposure, exposure_times
+from coron3_dask.wcs.tan import pixel_to_sky
 
 __all__ = ["SimulatedProgramme", "exposure_headers", "int_times", "subarray_cards", "write_products"]
 
@@ -230,7 +230,7 @@ def write_products(
     inst = p.instrument.lower()
     bad = np.argwhere(((dq_frame & dq.DO_NOT_USE) > 0) & ((dq_frame & dq.NON_SCIENCE) == 0)).tolist()
     mask_path = out / f"jwst_{inst}_psfmask_sim.fits"
-    io.write_fits(
+    files.write_fits(
         mask_path,
         {
             "DATE": "2023-12-01T00:00:00.000",
@@ -250,7 +250,7 @@ def write_products(
             "EXP_TYPE": p.exp_type,
             **subarray_cards(p),
         },
-        [io.Extension("SCI", psfmask(p))],
+        [files.Extension("SCI", psfmask(p))],
     )
     opt_elem = "-".join(sorted((v.lower() for v in (p.filter, p.pupil) if v), key=str.lower))
     subarray = "" if p.subarray == "FULL" else f"-{p.subarray.lower()}"
@@ -304,7 +304,7 @@ def write_products(
     }
     truth_path = out / "truth.json"
     for path, obj in ((asn_path, asn), (truth_path, truth)):
-        with io.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             tmp.write_text(json.dumps(obj, indent=1, default=float))
     return SimulatedProgramme(
         directory=out,

@@ -20,7 +20,7 @@ import numpy as np
 from astropy.io import fits
 
 from coron3_dask import schema
-from coron3_dask.fits_stream import (  # the byte-level half of the I/O layer; writers re-exported
+from coron3_dask.files.fits_read import (
     InputError,
     image_shape,
     lazy_extension,

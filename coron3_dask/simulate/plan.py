@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from coron3_dask.presets import Preset
+from coron3_dask.simulate.presets import Preset
 
 __all__ = ["ASN_ID", "PROGRAM", "TARGET", "Exposure", "exposure_times", "plan_exposures"]
 

@@ -17,10 +17,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from coron3_dask import io
-from coron3_dask.io import Extension, ExtensionSpec, FitsLayout, InputError
+from coron3_dask import files
 
-CRDS = Path(__file__).parents[2] / "shared" / "data" / "crds"  # /work/shared/data/crds for the repo at /work/main
+from coron3_dask.files import fits_stream
+from coron3_dask.files import Extension, InputError
+from coron3_dask.files.fits_stream import ExtensionSpec
+
+CRDS = Path(__file__).parents[3] / "shared" / "data" / "crds"  # /work/shared/data/crds for the repo at /work/main
 SHAPE = (3, 8, 10)
 
 
@@ -56,7 +59,7 @@ def make_calints(path: Path, shape=SHAPE, *, seed=0, skip=(), extra=(), int_numb
         exts.append(Extension("INT_TIMES", table, table=True))
     cards = {"TELESCOP": "JWST", "INSTRUME": "NIRCAM", "NINTS": shape[0], "EXPTIME": 12.5, "IS_PSF": False,
              "COMMENT": "a comment", "HISTORY": "a history"}
-    io.write_fits(path, cards | (primary or {}), exts)
+    files.write_fits(path, cards | (primary or {}), exts)
     return arrays
 
 
@@ -94,7 +97,7 @@ def valid_asn() -> dict:
 def test_association_round_trip(asn_dir, tmp_path_factory, monkeypatch):
     path = write_asn(asn_dir, valid_asn())
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # members resolve against the ASN's folder, not cwd
-    asn = io.read_association(os.path.relpath(path))
+    asn = files.read_association(os.path.relpath(path))
     assert asn.path == path.resolve()
     assert (asn.asn_id, asn.asn_pool, asn.asn_table) == ("c1020", "jw01386_20220909t073458_pool.csv", "asn.json")
     assert asn.product_name == "jw01386-c1020_t001_nircam_f410m-maskrnd-sub320a335r"
@@ -162,7 +165,7 @@ def test_bad_association_names_file_and_field(asn_dir, case):
     edit, expected = BAD_ASNS[case]
     path = write_asn(asn_dir, edit if isinstance(edit, str) else edit(valid_asn()))
     with pytest.raises(InputError) as info:
-        io.read_association(path)
+        files.read_association(path)
     message = str(info.value)
     assert "asn.json" in message
     for fragment in expected:
@@ -171,7 +174,7 @@ def test_bad_association_names_file_and_field(asn_dir, case):
 
 def test_missing_association_file(tmp_path):
     with pytest.raises(InputError, match="nope.json"):
-        io.read_association(tmp_path / "nope.json")
+        files.read_association(tmp_path / "nope.json")
 
 
 # --------------------------------------------------------------------------- calints
@@ -180,7 +183,7 @@ def test_calints_round_trip_values_dtypes_and_metadata(tmp_path):
     written = make_calints(path, int_numbers=[5, 6, 7], primary={"INTSTART": 5})
     with fits.open(path) as hdul:  # really big-endian on disk
         assert hdul["SCI"].data.dtype.byteorder == ">"
-    ds = io.open_calints(path)
+    ds = files.open_calints(path)
     assert set(ds.data_vars) == {"sci", "err", "dq", "var_poisson", "var_rnoise", "area"}
     assert ds["sci"].dims == ("integration", "y", "x") and ds["area"].dims == ("y", "x")
     expected_dtypes = {"sci": np.float32, "err": np.float32, "dq": np.uint32, "var_poisson": np.float32,
@@ -206,7 +209,7 @@ def test_calints_round_trip_values_dtypes_and_metadata(tmp_path):
 def test_calints_without_optional_extensions(tmp_path):
     path = tmp_path / "bare_calints.fits"
     make_calints(path, skip=("VAR_POISSON", "VAR_RNOISE", "AREA"))
-    ds = io.open_calints(path)
+    ds = files.open_calints(path)
     assert set(ds.data_vars) == {"sci", "err", "dq"}
     assert list(ds["int_number"].values) == [1, 2, 3]
     assert "int_times" not in ds.attrs
@@ -224,7 +227,7 @@ def test_open_calints_reads_no_pixels(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fits, "getdata", counting_getdata)
     with dask.config.set(scheduler=_forbid_compute):
-        ds = io.open_calints(path)
+        ds = files.open_calints(path)
     assert reads == []
     assert all(var.data.npartitions == 1 for var in ds.data_vars.values())  # one read task per extension
     ds.compute(scheduler="sync")
@@ -234,7 +237,7 @@ def test_open_calints_reads_no_pixels(tmp_path, monkeypatch):
 def test_graph_holds_paths_not_pixels_and_survives_pickling(tmp_path):
     path = tmp_path / "big_calints.fits"
     written = make_calints(path, shape=(4, 320, 320))
-    ds = io.open_calints(path)
+    ds = files.open_calints(path)
     graph = dict(ds.__dask_graph__())
     assert len(pickle.dumps(graph)) < 50_000
     assert len(pickle.dumps(ds)) < 50_000
@@ -245,14 +248,14 @@ def test_graph_holds_paths_not_pixels_and_survives_pickling(tmp_path):
 def test_task_names_are_deterministic(tmp_path):
     path = tmp_path / "det_calints.fits"
     make_calints(path)
-    first, second = io.open_calints(path), io.open_calints(str(path))
+    first, second = files.open_calints(path), files.open_calints(str(path))
     for name in first.data_vars:
         assert first[name].data.name == second[name].data.name
         assert first[name].data.name.startswith(f"read-{name}-")
     assert set(dict(first.__dask_graph__())) == set(dict(second.__dask_graph__()))
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a rewritten file gets new keys
-    assert io.open_calints(path)["sci"].data.name != first["sci"].data.name
+    assert files.open_calints(path)["sci"].data.name != first["sci"].data.name
 
 
 def test_calints_written_by_stdatamodels(tmp_path):
@@ -275,7 +278,7 @@ def test_calints_written_by_stdatamodels(tmp_path):
     model.meta.exposure.nints = 2
     path = tmp_path / "stsci_calints.fits"
     model.save(path)
-    ds = io.open_calints(path).compute()
+    ds = files.open_calints(path).compute()
     assert set(ds.data_vars) == {"sci", "err", "dq", "var_poisson", "var_rnoise", "var_flat", "area"}
     for name, attr in [("sci", "data"), ("err", "err"), ("dq", "dq"), ("var_poisson", "var_poisson"),
                        ("var_flat", "var_flat"), ("area", "area")]:
@@ -298,7 +301,7 @@ def test_truncated_calints_names_the_file(tmp_path, cut, fragment):
     make_calints(path, shape=(4, 32, 32))  # PRIMARY, SCI header at 2880, SCI data 5760-22144, ERR header at 23040
     path.write_bytes(path.read_bytes()[:cut])
     with pytest.raises(InputError) as info:
-        io.open_calints(path)
+        files.open_calints(path)
     assert "cut_calints.fits" in str(info.value) and fragment in str(info.value)
 
 
@@ -306,9 +309,9 @@ def test_not_fits(tmp_path):
     path = tmp_path / "text_calints.fits"
     path.write_text("hello, I am not FITS\n" * 200)
     with pytest.raises(InputError, match="text_calints.fits.*not a readable FITS"):
-        io.open_calints(path)
+        files.open_calints(path)
     with pytest.raises(InputError, match="absent_calints.fits"):
-        io.open_calints(tmp_path / "absent_calints.fits")
+        files.open_calints(tmp_path / "absent_calints.fits")
 
 
 @pytest.mark.parametrize(
@@ -327,7 +330,7 @@ def test_malformed_calints(tmp_path, kwargs, fragment):
     path = tmp_path / "bad_calints.fits"
     make_calints(path, **kwargs)
     with pytest.raises(InputError) as info:
-        io.open_calints(path)
+        files.open_calints(path)
     assert "bad_calints.fits" in str(info.value) and fragment in str(info.value)
 
 
@@ -336,15 +339,15 @@ def test_open_exposures_and_check_same_frame(tmp_path):
     make_calints(a)
     make_calints(b, seed=1)
     make_calints(c, shape=(3, 8, 12))
-    assert [ds.attrs["filename"] for ds in io.open_exposures([a, b])] == [a.name, b.name]
+    assert [ds.attrs["filename"] for ds in files.open_exposures([a, b])] == [a.name, b.name]
     with pytest.raises(InputError) as info:
-        io.open_exposures([a, b, c])
+        files.open_exposures([a, b, c])
     assert "a_calints.fits" in str(info.value) and "c_calints.fits" in str(info.value)
     assert "(8, 10)" in str(info.value) and "(8, 12)" in str(info.value)
     bad = tmp_path / "bad_calints.fits"
     make_calints(bad, skip=("DQ",))
     with pytest.raises(InputError) as info:
-        io.open_exposures([bad, tmp_path / "gone_calints.fits"])
+        files.open_exposures([bad, tmp_path / "gone_calints.fits"])
     assert "bad_calints.fits" in str(info.value) and "gone_calints.fits" in str(info.value)
 
 
@@ -374,58 +377,58 @@ def crds():
 
 @pytest.mark.parametrize(("selectors", "expected", "shape"), REAL_MASKS, ids=lambda v: str(v)[:40])
 def test_find_and_read_real_psfmask(crds, selectors, expected, shape):
-    found = io.find_psfmask(_science_header(**selectors), crds_path=crds)
+    found = files.find_psfmask(_science_header(**selectors), crds_path=crds)
     assert found == crds / "references" / "jwst" / expected
-    mask = io.read_psfmask(found, shape=shape)
+    mask = files.read_psfmask(found, shape=shape)
     assert mask.shape == shape and mask.dtype == np.float32 and mask.dtype.isnative
     assert np.isfinite(mask).all() and mask.min() >= 0 and mask.max() <= 1
-    lazy = io.lazy_psfmask(found, shape)
+    lazy = files.lazy_psfmask(found, shape)
     assert lazy.npartitions == 1 and lazy.dtype == np.float32
-    assert lazy.name == io.lazy_psfmask(found, shape).name
+    assert lazy.name == files.lazy_psfmask(found, shape).name
     np.testing.assert_array_equal(lazy.compute(scheduler="sync"), mask)
 
 
 def test_find_psfmask_uses_crds_path_env(crds, monkeypatch):
     monkeypatch.setenv("CRDS_PATH", str(crds))
     header = _science_header(**REAL_MASKS[0][0])
-    assert io.find_psfmask(header).name == "jwst_nircam_psfmask_0019.fits"
+    assert files.find_psfmask(header).name == "jwst_nircam_psfmask_0019.fits"
     monkeypatch.delenv("CRDS_PATH")
     with pytest.raises(InputError, match="CRDS_PATH"):
-        io.find_psfmask(header)
+        files.find_psfmask(header)
 
 
 def test_find_psfmask_lists_selectors_when_nothing_matches(crds):
     header = _science_header(INSTRUME="NIRCAM", FILTER="F444W", CORONMSK="MASKA335R", SUBARRAY="SUB320A335R")
     with pytest.raises(InputError) as info:
-        io.find_psfmask(header, crds_path=crds)
+        files.find_psfmask(header, crds_path=crds)
     message = str(info.value)
     for fragment in ("FILTER='F444W'", "CORONMSK='MASKA335R'", "SUBARRAY='SUB320A335R'", "INSTRUME='NIRCAM'",
                      str(crds / "references" / "jwst" / "nircam"), "3 file(s)"):
         assert fragment in message
     early = _science_header(**REAL_MASKS[0][0]) | {"DATE-OBS": "2010-01-01"}  # before every USEAFTER
     with pytest.raises(InputError, match="USEAFTER"):
-        io.find_psfmask(early, crds_path=crds)
+        files.find_psfmask(early, crds_path=crds)
     with pytest.raises(InputError, match="lacks CORONMSK"):
-        io.find_psfmask({"INSTRUME": "NIRCAM", "FILTER": "F335M", "SUBARRAY": "SUB320A335R"}, crds_path=crds)
+        files.find_psfmask({"INSTRUME": "NIRCAM", "FILTER": "F335M", "SUBARRAY": "SUB320A335R"}, crds_path=crds)
 
 
 def test_read_psfmask_shape_mismatch_and_wrong_file(crds, tmp_path):
     path = crds / "references" / "jwst" / "nircam" / "jwst_nircam_psfmask_0019.fits"
     with pytest.raises(InputError) as info:
-        io.read_psfmask(path, shape=(640, 640))
+        files.read_psfmask(path, shape=(640, 640))
     assert "(320, 320)" in str(info.value) and "(640, 640)" in str(info.value) and path.name in str(info.value)
     with pytest.raises(InputError, match="does not match"):
-        io.lazy_psfmask(path, (304, 320))
+        files.lazy_psfmask(path, (304, 320))
     calints = tmp_path / "x_calints.fits"
     make_calints(calints)
     with pytest.raises(InputError, match="not a PSFMASK"):
-        io.read_psfmask(calints)
+        files.read_psfmask(calints)
 
 
 def _fake_psfmask(folder: Path, name: str, useafter: str, coronmsk: str, value: float, **cards) -> None:
     primary = {"REFTYPE": "PSFMASK", "DATAMODL": "PsfMaskModel", "INSTRUME": "MIRI", "FILTER": "F1550C",
                "CORONMSK": coronmsk, "SUBARRAY": "MASK1550", "USEAFTER": useafter} | cards
-    io.write_fits(folder / name, primary, [Extension("SCI", np.full((4, 5), value, np.float32))])
+    files.write_fits(folder / name, primary, [Extension("SCI", np.full((4, 5), value, np.float32))])
 
 
 def test_psfmask_useafter_and_mask_spellings(tmp_path):
@@ -436,21 +439,21 @@ def test_psfmask_useafter_and_mask_spellings(tmp_path):
     _fake_psfmask(folder, "jwst_miri_psfmask_0003.fits", "2030-01-01T00:00:00", "4QPM_1550", 0.3)
     _fake_psfmask(folder, "jwst_miri_psfmask_0004.fits", "2023-01-01T00:00:00", "4QPM_1550", 0.4, FILTER="F1140C")
     header = {"INSTRUME": "miri", "FILTER": "f1550c", "CORONMSK": "4QPM_1550", "SUBARRAY": "MASK1550"}
-    assert io.find_psfmask(header | {"DATE-OBS": "2023-03-01"}, tmp_path).name == "jwst_miri_psfmask_0002.fits"
-    assert io.find_psfmask(header | {"DATE-OBS": "2020-03-01"}, tmp_path).name == "jwst_miri_psfmask_0001.fits"
-    assert io.find_psfmask(header | {"DATE-OBS": "2031-03-01"}, tmp_path).name == "jwst_miri_psfmask_0003.fits"
-    assert io.find_psfmask(header | {"CORONMSK": "MASK1550"}, tmp_path).name == "jwst_miri_psfmask_0003.fits"
-    assert io.read_psfmask(folder / "jwst_miri_psfmask_0002.fits", (4, 5))[0, 0] == np.float32(0.2)
+    assert files.find_psfmask(header | {"DATE-OBS": "2023-03-01"}, tmp_path).name == "jwst_miri_psfmask_0002.fits"
+    assert files.find_psfmask(header | {"DATE-OBS": "2020-03-01"}, tmp_path).name == "jwst_miri_psfmask_0001.fits"
+    assert files.find_psfmask(header | {"DATE-OBS": "2031-03-01"}, tmp_path).name == "jwst_miri_psfmask_0003.fits"
+    assert files.find_psfmask(header | {"CORONMSK": "MASK1550"}, tmp_path).name == "jwst_miri_psfmask_0003.fits"
+    assert files.read_psfmask(folder / "jwst_miri_psfmask_0002.fits", (4, 5))[0, 0] == np.float32(0.2)
 
 
 def test_psfmask_maska_equivalence_both_ways(crds, tmp_path):
     header = _science_header(INSTRUME="NIRCAM", FILTER="F335M", CORONMSK="MASK335R", SUBARRAY="SUB320A335R")
-    assert io.find_psfmask(header, crds).name == "jwst_nircam_psfmask_0019.fits"
+    assert files.find_psfmask(header, crds).name == "jwst_nircam_psfmask_0019.fits"
     folder = tmp_path / "references" / "jwst" / "nircam"
     folder.mkdir(parents=True)
     shutil.copy(crds / "references" / "jwst" / "nircam" / "jwst_nircam_psfmask_0019.fits", folder)
     with pytest.raises(InputError, match="MASKB335R"):  # module B is a different mask
-        io.find_psfmask(header | {"CORONMSK": "MASKB335R"}, tmp_path)
+        files.find_psfmask(header | {"CORONMSK": "MASKB335R"}, tmp_path)
 
 
 # --------------------------------------------------------------------------- streaming writer
@@ -472,19 +475,18 @@ def test_streamed_quad_opens_with_astropy_and_stdatamodels(tmp_path):
     final = tmp_path / "out" / "x_c1020_psfalign.fits"
     table = np.zeros(3, dtype=[("integration_number", "i4"), ("shift_x", "f8")])
     table["integration_number"] = [1, 2, 3]
-    with io.atomic_path(final) as tmp:
-        layout = FitsLayout.preallocate(tmp, {"DATAMODL": "QuadModel", "TELESCOP": "JWST",
-                                              "INSTRUME": ("NIRCAM", "instrument")}, _quad_specs(shape))
-        assert layout.offsets == io.preallocate_fits(tmp_path / "again.fits", {"DATAMODL": "QuadModel",
+    with files.atomic_path(final) as tmp:
+        offsets = fits_stream.preallocate_fits(tmp, {"DATAMODL": "QuadModel", "TELESCOP": "JWST",
+                                               "INSTRUME": ("NIRCAM", "instrument")}, _quad_specs(shape))
+        assert offsets == fits_stream.preallocate_fits(tmp_path / "again.fits", {"DATAMODL": "QuadModel",
                                                      "TELESCOP": "JWST", "INSTRUME": ("NIRCAM", "instrument")},
                                                      _quad_specs(shape))
-        assert all(offset % 2880 == 0 for offset in layout.offsets.values())
-        layout = pickle.loads(pickle.dumps(layout))  # what a worker receives
+        assert all(offset % 2880 == 0 for offset in offsets.values())
         jobs = [(name, i) for name in arrays for i in range(shape[0])][::-1]
         with ThreadPoolExecutor(4) as pool:
-            written = list(pool.map(lambda job: layout.write_slab(job[0], job[1], arrays[job[0]][job[1]]), jobs))
+            written = list(pool.map(lambda job: fits_stream.write_block(tmp, offsets[job[0]], job[1], arrays[job[0]][job[1]][None], arrays[job[0]].dtype), jobs))
         assert written == [arrays[name][i].nbytes for name, i in jobs]
-        io.append_table(tmp, "ALIGN_SHIFTS", table, {"EXTVER": 1})
+        fits_stream.append_table(tmp, "ALIGN_SHIFTS", table, {"EXTVER": 1})
         assert not final.exists()
     assert final.exists() and not list(final.parent.glob(".*partial"))
     assert final.stat().st_size % 2880 == 0
@@ -510,11 +512,11 @@ def test_streamed_cube_from_dask_workers(tmp_path):
     sci = da.random.default_rng(1).normal(size=shape, chunks=(1, 12, 14)).astype(np.float32)
     dq = da.arange(np.prod(shape), chunks=-1).reshape(shape).rechunk((1, 12, 14)).astype(np.uint32)
     final = tmp_path / "psfsub.fits"
-    with io.atomic_path(final) as tmp:
-        layout = FitsLayout.preallocate(tmp, {"DATAMODL": "CubeModel"},
-                                        [ExtensionSpec("SCI", shape, np.float32), ExtensionSpec("DQ", shape, "u4")])
-        writes = [dask.delayed(layout.write_slab)(name, i, arr[i]) for name, arr in (("SCI", sci), ("DQ", dq))
-                  for i in range(shape[0])]
+    with files.atomic_path(final) as tmp:
+        offsets = fits_stream.preallocate_fits(tmp, {"DATAMODL": "CubeModel"},
+                                               [ExtensionSpec("SCI", shape, np.float32), ExtensionSpec("DQ", shape, "u4")])
+        writes = [dask.delayed(fits_stream.write_block)(tmp, offsets[name], i, arr[i : i + 1], arr.dtype)
+                  for name, arr in (("SCI", sci), ("DQ", dq)) for i in range(shape[0])]
         nbytes = dask.compute(*writes, scheduler="threads")
     assert sum(nbytes) == 2 * np.prod(shape) * 4
     expected_sci, expected_dq = dask.compute(sci, dq, scheduler="sync")
@@ -527,14 +529,14 @@ def test_streamed_cube_from_dask_workers(tmp_path):
         np.testing.assert_array_equal(model.dq, expected_dq)
 
 
-def test_write_slab_low_level_and_unwritten_areas(tmp_path):
+def test_write_block_low_level_and_unwritten_areas(tmp_path):
     path = tmp_path / "raw.fits"
     specs = [ExtensionSpec("A", (2, 3), np.float64), ExtensionSpec("B", (4,), ">i2"),
              ExtensionSpec("DQ", (3, 700, 1000), np.uint32), ExtensionSpec("C", (2, 2), np.uint16),
              ExtensionSpec("D", (5, 5), np.float32)]
-    offsets = io.preallocate_fits(path, {}, specs)
-    assert io.write_slab(path, offsets["A"], 1, np.array([1.5, 2.5, 3.5]), np.float64) == 24
-    assert io.write_slab(path, offsets["DQ"], 2, np.full((700, 1000), 7), np.uint32) == 2_800_000
+    offsets = fits_stream.preallocate_fits(path, {}, specs)
+    assert fits_stream.write_block(path, offsets["A"], 1, np.array([[1.5, 2.5, 3.5]]), np.float64) == 24
+    assert fits_stream.write_block(path, offsets["DQ"], 2, np.full((1, 700, 1000), 7), np.uint32) == 2_800_000
     with fits.open(path) as hdul:  # unwritten slabs read as 0, unsigned (BZERO) ones included
         np.testing.assert_array_equal(hdul["A"].data, [[0, 0, 0], [1.5, 2.5, 3.5]])
         assert hdul["B"].data.shape == (4,) and hdul["B"].data.dtype == np.dtype(">i2")
@@ -546,34 +548,30 @@ def test_write_slab_low_level_and_unwritten_areas(tmp_path):
 
 
 def test_streaming_writer_validation(tmp_path):
-    layout = FitsLayout.preallocate(tmp_path / "v.fits", {}, _quad_specs())
-    with pytest.raises(ValueError, match="slab shape"):
-        layout.write_slab("SCI", 0, np.zeros((4, 16, 21), np.float32))
-    with pytest.raises(IndexError):
-        layout.write_slab("SCI", 3, np.zeros((4, 16, 20), np.float32))
-    with pytest.raises(KeyError, match="NOPE"):
-        layout.write_slab("NOPE", 0, np.zeros((4, 16, 20), np.float32))
+    offsets = fits_stream.preallocate_fits(tmp_path / "v.fits", {}, _quad_specs())
+    with pytest.raises(ValueError, match="index must be >= 0"):
+        fits_stream.write_block(tmp_path / "v.fits", offsets["SCI"], -1, np.zeros((1, 4, 16, 20)), np.float32)
     with pytest.raises(ValueError, match="structural"):
         ExtensionSpec("SCI", (2, 2), np.float32, {"NAXIS1": 3})
     with pytest.raises(ValueError, match="cannot be stored"):
         ExtensionSpec("SCI", (2, 2), np.complex64)
     with pytest.raises(ValueError, match="duplicate"):
-        io.preallocate_fits(tmp_path / "d.fits", {}, [ExtensionSpec("A", (1,), "f4"), ExtensionSpec("A", (1,), "f4")])
+        fits_stream.preallocate_fits(tmp_path / "d.fits", {}, [ExtensionSpec("A", (1,), "f4"), ExtensionSpec("A", (1,), "f4")])
     with pytest.raises(ValueError, match="structural"):
-        io.preallocate_fits(tmp_path / "p.fits", {"BITPIX": 16}, [])
+        fits_stream.preallocate_fits(tmp_path / "p.fits", {"BITPIX": 16}, [])
 
 
-def test_write_slab_from_several_processes(tmp_path):
+def test_write_block_from_several_processes(tmp_path):
     shape = (6, 5, 7)
     arr = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
     path = tmp_path / "mp.fits"
-    offsets = io.preallocate_fits(path, {}, [ExtensionSpec("SCI", shape, np.float32)])
+    offsets = fits_stream.preallocate_fits(path, {}, [ExtensionSpec("SCI", shape, np.float32)])
     if "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("needs the fork start method (spawn is too slow for this fast suite)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12 warns about fork with threads alive
         with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("fork")) as pool:
-            jobs = [pool.submit(io.write_slab, path, offsets["SCI"], i, arr[i], np.float32) for i in range(shape[0])]
+            jobs = [pool.submit(fits_stream.write_block, path, offsets["SCI"], i, arr[i : i + 1], np.float32) for i in range(shape[0])]
             assert [job.result() for job in jobs] == [arr[0].nbytes] * shape[0]
     with fits.open(path) as hdul:
         np.testing.assert_array_equal(hdul["SCI"].data, arr)
@@ -599,11 +597,11 @@ def test_gwcs_from_the_asdf_extension_is_read(tmp_path):
     model.err = np.ones((2, 16, 16), np.float32)
     model.meta.wcs = wcs
     model.save(tmp_path / "g_calints.fits")
-    ds = io.open_calints(tmp_path / "g_calints.fits")
+    ds = files.open_calints(tmp_path / "g_calints.fits")
     got = ds.attrs["asdf_wcs"]
     np.testing.assert_allclose(got(12.0, 3.0), wcs(12.0, 3.0), rtol=0, atol=1e-12)
     assert got(12.0, 3.0) != sky(12.0, 3.0), "the distortion must survive"
     plain = tmp_path / "plain_calints.fits"
-    io.write_fits(plain, {}, [io.Extension(n, np.zeros((1, 4, 4), t)) for n, t in
+    files.write_fits(plain, {}, [files.Extension(n, np.zeros((1, 4, 4), t)) for n, t in
                               [("SCI", np.float32), ("ERR", np.float32), ("DQ", np.uint32)]])
-    assert "asdf_wcs" not in io.open_calints(plain).attrs
+    assert "asdf_wcs" not in files.open_calints(plain).attrs

@@ -24,7 +24,7 @@ from helpers import restored_process_state
 
 import coron3_dask
 from coron3_dask import cli
-from coron3_dask.products import exposure_product_name, exposure_root, source_product_name
+from coron3_dask.files.products import exposure_product_name, exposure_root, source_product_name
 from coron3_dask.simulate import simulate_programme
 
 N_SCI_INT = N_REF_INT = 2
