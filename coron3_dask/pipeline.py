@@ -180,7 +180,7 @@ class RunResult:
     """What a run wrote and measured."""
 
     paths: list[Path]
-    #: psfalign name -> fitted (sx, sy, beta), (integration, ref, 3) or (ref, 3) for ``first``
+    #: psfalign name -> fitted (sx, sy, beta), (integration, ref, 3) (one integration for ``first``)
     shifts: dict[str, np.ndarray]
     #: psfalign name -> (PSF file, integration number) of each reference plane
     references: dict[str, list[tuple[str, int]]]
@@ -258,7 +258,7 @@ def run_record_name(product_name: str) -> str:
 
 
 def _shift_summary(params: np.ndarray) -> dict[str, float]:
-    sx, sy, beta = params.reshape(-1, params.shape[-1]).T
+    sx, sy, beta = params.reshape(-1, 3).T
     r = np.hypot(sx, sy)
     return {
         "n": int(r.size),
@@ -279,10 +279,10 @@ def _compute(*collections: Any) -> Sequence[Any]:
 
 def _log_shifts(name: str, params: np.ndarray) -> None:
     if log.isEnabledFor(logging.DEBUG):
-        for i, per_ref in enumerate(params.reshape(-1, *params.shape[-2:])):
+        for i, per_ref in enumerate(params):
             for m, (sx, sy, beta) in enumerate(per_ref):
                 log.debug("%s: integration %d ref %d: sx %+.5f sy %+.5f beta %.6f", name, i, m, sx, sy, beta)
-    sx, sy, beta = params.reshape(-1, params.shape[-1]).T
+    sx, sy, beta = params.reshape(-1, 3).T
     log.info(
         "%s: %d fits, |shift| median %.4f px (max %.4f), beta median %.4f",
         name,

@@ -7,7 +7,7 @@ import pytest
 
 from coron3_dask import pipeline
 from coron3_dask.config import load_config
-from coron3_dask.kernels import align, klip, outliers
+from coron3_dask.kernels import align, klip, median_replace, outliers
 from coron3_dask.testing import raise_if_dask_computes
 
 
@@ -36,7 +36,7 @@ def test_one_compute_runs_each_kernel_once(inputs, small_programme, tmp_path, mo
 
         monkeypatch.setattr(module, name, wrapper)
 
-    for module, name in [(align, "align_one"), (klip, "klip_one"), (align, "median_replace_one"),
+    for module, name in [(align, "align_one"), (klip, "klip_one"), (median_replace, "median_replace_one"),
                          (outliers, "flag_exposure")]:
         counting(module, name)
     products = pipeline.build(inputs, load_config())

@@ -119,8 +119,8 @@ def shift_errors(
     Parameters
     ----------
     shifts : mapping
-        psfalign product name to fitted (sx, sy, beta): ``(integration, ref, 3)`` or
-        ``(ref, 3)`` (fitted against integration 0), as in ``pipeline.RunResult``.
+        psfalign product name to fitted (sx, sy, beta), ``(integration, ref, 3)`` as in
+        ``pipeline.RunResult`` (one integration, number 0, for ``align_to="first"``).
     references : mapping
         psfalign name to each reference plane's (PSF file name, integration number).
     truth : mapping
@@ -136,10 +136,9 @@ def shift_errors(
     errors = []
     for name, fitted in shifts.items():
         science = next(e for f, e in exposures.items() if name.startswith(f.removesuffix("_calints.fits")))
-        s = fitted if fitted.ndim == 3 else fitted[None]
-        for i in range(s.shape[0]):
+        for i in range(fitted.shape[0]):
             so = np.asarray(science["offset_dxdy_px"][i])
             for m, (source, number) in enumerate(references[name]):
                 true = np.asarray(exposures[source]["offset_dxdy_px"][number - 1]) - so
-                errors.append(float(np.hypot(*(s[i, m, :2] - true))))
+                errors.append(float(np.hypot(*(fitted[i, m, :2] - true))))
     return np.asarray(errors)

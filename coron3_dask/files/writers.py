@@ -133,8 +133,8 @@ def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray
 
     Parameters
     ----------
-    shifts : ndarray, (integration, ref, 3) or (ref, 3)
-        Fitted (sx, sy, beta); 3-D psfalign (``first``) is integration 0.
+    shifts : ndarray, (integration, ref, 3)
+        Fitted (sx, sy, beta); for ``align_to="first"`` the one integration is integration 0.
     ref_source, ref_int : ndarray, (ref,)
         Each reference plane's PSF file name and integration number.
 
@@ -143,8 +143,7 @@ def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray
     ndarray
         Structured array, one row per fitted pair.
     """
-    s = shifts.reshape(-1, shifts.shape[-2], 3)
-    n_int, n_ref = s.shape[:2]
+    n_int, n_ref = shifts.shape[:2]
     table = np.zeros(
         n_int * n_ref,
         dtype=[
@@ -161,7 +160,7 @@ def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray
     table["ref"] = np.tile(np.arange(n_ref), n_int)
     table["ref_source"] = np.tile(np.asarray(ref_source, dtype="S64"), n_int)
     table["ref_int"] = np.tile(np.asarray(ref_int), n_int)
-    table["sx"], table["sy"], table["beta"] = s.reshape(-1, 3).T
+    table["sx"], table["sy"], table["beta"] = shifts.reshape(-1, 3).T
     return table
 
 
@@ -173,6 +172,17 @@ def _extensions(ds: xr.Dataset, names: tuple[str, ...], sci_header: Mapping[str,
         for v in names
         if v in ds
     }
+
+
+def _psfalign_layout(ds: xr.Dataset) -> tuple[str, xr.Dataset]:
+    """The one place that decides the psfalign product layout from the alignment mode.
+
+    ``align_to="each"``: a 4-D ``QuadModel`` ``(integration, ref, y, x)``; ``"first"``: the
+    shared reference set as a 3-D ``CubeModel`` ``(ref, y, x)``, as jwst writes it.
+    """
+    if ds.attrs["align_to"] == "first":
+        return "CubeModel", ds.isel({schema.INTEGRATION: 0}, drop=True)
+    return "QuadModel", ds
 
 
 def plan(
@@ -230,9 +240,9 @@ def plan(
             if not config.save_psfalign:
                 continue
             tables["SHIFTS"] = dask.delayed(shifts_table)(shifts[name], ds["source"].values, ds["int_number"].values)
-            model = "QuadModel" if ds["sci"].ndim == 4 else "CubeModel"
+            model, layout = _psfalign_layout(ds)
             sci_header = clean_header(ds.attrs["sci_header"])
-            extensions = _extensions(ds, ("sci", "err"), sci_header)
+            extensions = _extensions(layout, ("sci", "err"), sci_header)
         elif kind == "i2d":
             first = inputs.science[0].attrs
             primary_cards = {**first["primary_header"], **ds.attrs.get("exposure_cards", {})}

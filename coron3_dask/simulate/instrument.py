@@ -12,7 +12,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from coron3_dask.simulate.optics import Coronagraph, fourier_shift
+from coron3_dask.kernels.shift import fourier_shift
+from coron3_dask.simulate.optics import Coronagraph
 from coron3_dask.simulate.presets import Preset, resolve_preset
 
 __all__ = [
@@ -80,7 +81,7 @@ def coronagraphic_psf(
     """
     optics = coronagraph(preset)
     phase = static_aberration(optics, seed) if phase_nm is None else phase_nm
-    return fourier_shift(optics.star_point_image(phase), offset[0], offset[1], pixel_mtf=True)
+    return fourier_shift(optics.star_point_image(phase), offset[1], offset[0], pixel_mtf=True)
 
 
 def offaxis_psf(

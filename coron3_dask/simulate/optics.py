@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Coronagraph", "OpticsSpec", "fourier_shift"]
+__all__ = ["Coronagraph", "OpticsSpec"]
 
 TELESCOPE_D = 6.5  # m, the unit of pupil lengths
 _SEGMENT_F2F = 1.32  # m
@@ -130,42 +130,6 @@ def _pupils(n: int, spec: OpticsSpec) -> tuple[NDArray[np.float64], NDArray[np.f
 
 def _mft_matrix(u: NDArray[np.floating], x: NDArray[np.floating]) -> NDArray[np.complex128]:
     return np.exp(-2j * np.pi * np.outer(u, x))
-
-
-def fourier_shift(image: NDArray[np.floating], dy: float, dx: float, *, pixel_mtf: bool = False) -> NDArray[np.float64]:
-    """Shift a real image by ``(dy, dx)`` pixels with a Fourier phase ramp (periodic).
-
-    Parameters
-    ----------
-    image : ndarray, (ny, nx) float
-        Band-limited image.
-    dy, dx : float
-        Shift along rows and columns; positive moves content to larger indices.
-    pixel_mtf : bool, optional
-        Also multiply by the pixel transfer function ``sinc(f_y) sinc(f_x)`` (integrates a
-        Nyquist-sampled intensity over square pixels).
-
-    Returns
-    -------
-    ndarray, (ny, nx) float64
-        Equal to rounding to ``Re ifft2(fft2(image) exp(-2 pi i (f_y dy + f_x dx)))`` with numpy
-        ``fftfreq`` frequencies (``scipy.ndimage.fourier_shift`` followed by the real part),
-        computed with real FFTs.
-    """
-    ny, nx = image.shape
-    fy = np.fft.fftfreq(ny)[:, None]
-    fx = np.fft.rfftfreq(nx)[None, :]
-    ramp = np.exp(-2j * np.pi * fy * dy) * np.exp(-2j * np.pi * fx * dx)
-    # Nyquist bins: the real part of the full complex transform sees the cosine of the phase
-    if ny % 2 == 0:
-        ramp[ny // 2] = math.cos(math.pi * dy) * np.exp(-2j * np.pi * fx[0] * dx)
-    if nx % 2 == 0:
-        ramp[:, -1] = np.exp(-2j * np.pi * fy[:, 0] * dy) * math.cos(math.pi * dx)
-    if ny % 2 == 0 and nx % 2 == 0:
-        ramp[ny // 2, -1] = math.cos(math.pi * (dy + dx))
-    if pixel_mtf:
-        ramp *= np.sinc(fy) * np.sinc(fx)
-    return np.fft.irfft2(np.fft.rfft2(image) * ramp, s=(ny, nx))
 
 
 @dataclass

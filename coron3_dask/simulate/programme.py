@@ -42,7 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from coron3_dask import dq, files, schema
-from coron3_dask.simulate.optics import fourier_shift
+from coron3_dask.kernels.shift import fourier_shift
 from coron3_dask.simulate.presets import DEFAULT_COMPANIONS, PRESETS, Companion, Preset, resolve_preset
 from coron3_dask.simulate.exposures import SimulatedProgramme, exposure_headers, int_times, write_products
 from coron3_dask.simulate.instrument import (
@@ -243,7 +243,8 @@ def simulate_programme(
         cube = {k: np.empty((e.nints, ny, nx), dtype=schema.FLOAT_DTYPE) for k in ("sci", "vp", "vf")}
         for i in range(e.nints):
             phase = phase + speckle_step(optics, rngs["speckle"], speckle_drift_nm[1])
-            scene = fourier_shift(optics.star_point_image(phase) + companion_point, *e.offset[i], pixel_mtf=True)
+            dy, dx = e.offset[i]
+            scene = fourier_shift(optics.star_point_image(phase) + companion_point, dx, dy, pixel_mtf=True)
             model = np.clip((scene * e.flux + bkg) * flat, 0, None) * eff
             noise = np.random.default_rng([seed, STREAMS["noise"], k, i])  # a stream per integration
             counts = noise.poisson(model) + noise.normal(0.0, read_noise, p.shape)

@@ -7,6 +7,7 @@ import xarray as xr
 
 from coron3_dask import schema
 from coron3_dask.kernels import align as kernel
+from coron3_dask.kernels import median_replace
 
 __all__ = ["PARAMS", "align_refs", "replace_bad_pixels"]
 
@@ -38,7 +39,7 @@ def replace_bad_pixels(cube: xr.Dataset, *, box: int, bad_bits: int, zero_bits: 
     """
     frame = list(schema.FRAME_DIMS)
     return xr.apply_ufunc(
-        kernel.median_replace_one,
+        median_replace.median_replace_one,
         cube["sci"],
         cube["dq"],
         input_core_dims=[frame, frame],
@@ -64,7 +65,8 @@ def _align_blocks(
     frame = target.shape[-2:]
     frames = target.reshape(-1, *frame)
     r, e, m = refs.reshape(-1, *frame), ref_err.reshape(-1, *frame), mask.reshape(frame)
-    results = [kernel.align_one(f, r, e, m, jwst_compat=jwst_compat) for f in frames]
+    align_one = kernel.align_one_jwst if jwst_compat else kernel.align_one  # the mode picks the kernel
+    results = [align_one(f, r, e, m) for f in frames]
     if len(results) == 1:
         return tuple(a[None] for a in results[0])  # type: ignore[return-value]
     return tuple(np.stack(parts) for parts in zip(*results, strict=True))  # type: ignore[return-value]
@@ -92,16 +94,19 @@ def align_refs(
     mask : xr.DataArray, (y, x) float32
         PSFMASK weights (1 = full weight).
     align_to : {"each", "first"}
-        ``"each"``: one fit per (integration, ref) pair, 4-D output.  ``"first"``: fits
-        against integration 0 only, 3-D output (jwst >= 1.16).
+        ``"each"``: one fit per (integration, ref) pair.  ``"first"``: fits against
+        integration 0 only (jwst >= 1.16); the output's integration axis has size 1.
     jwst_compat : bool
-        Reproduce jwst 3.0.0's single-precision MINPACK fit exactly (spec 6.5).
+        Use :func:`~coron3_dask.kernels.align.align_one_jwst`, which reproduces jwst 3.0.0's
+        single-precision MINPACK fit exactly (spec 6.5), instead of
+        :func:`~coron3_dask.kernels.align.align_one`.
 
     Returns
     -------
     xr.Dataset
-        ``sci`` and ``err`` (float32) on ``(integration, ref, y, x)`` (``each``) or ``(ref, y, x)`` (``first``), and
-        ``shifts`` (float64) on ``(..., ref, param)`` with ``param = sx, sy, beta``: the
+        ``sci`` and ``err`` (float32) on ``(integration, ref, y, x)`` in every mode (size 1
+        along ``integration`` for ``first``: one set shared by every integration), and
+        ``shifts`` (float64) on ``(integration, ref, param)`` with ``param = sx, sy, beta``: the
         science frame shifted by ``(sx, sy)`` and scaled by ``beta`` matches the reference;
         the aligned reference is the reference shifted by ``(-sx, -sy)``.
 
@@ -153,7 +158,4 @@ def align_refs(
         }
     )
     ref_coords = {k: c for k, c in refs.coords.items() if c.dims == (schema.REF,)}
-    out = out.assign_coords({"param": list(PARAMS), **ref_coords})
-    if align_to == "first":
-        out = out.isel({schema.INTEGRATION: 0}, drop=True)
-    return out
+    return out.assign_coords({"param": list(PARAMS), **ref_coords})

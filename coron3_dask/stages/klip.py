@@ -18,10 +18,10 @@ def klip(target: xr.DataArray, aligned: xr.DataArray, *, truncate: int = 50) -> 
     ----------
     target : xr.DataArray, (integration, y, x) float32
         Median-replaced science cube.
-    aligned : xr.DataArray
-        Aligned references: ``(integration, ref, y, x)`` (one set per integration, the
-        basis is computed per integration) or ``(ref, y, x)`` (shared: the basis is
-        computed once and applied to every integration).
+    aligned : xr.DataArray, (integration, ref, y, x) float32
+        Aligned references, one set per science integration (the basis is computed per
+        integration) or a size-1 ``integration`` axis (one set shared by every integration:
+        the basis is computed once and applied to each; the same numbers).
     truncate : int
         Number of KL modes kept.
 
@@ -33,7 +33,9 @@ def klip(target: xr.DataArray, aligned: xr.DataArray, *, truncate: int = 50) -> 
     Raises
     ------
     ValueError
-        Fewer than two references (at build time); non-finite inputs raise when computed.
+        Fewer than two references, a negative ``truncate`` or an ``integration`` axis of
+        ``aligned`` that is neither 1 nor the target's (at build time); non-finite inputs
+        raise when computed.
 
     Notes
     -----
@@ -41,12 +43,17 @@ def klip(target: xr.DataArray, aligned: xr.DataArray, *, truncate: int = 50) -> 
     """
     if aligned.sizes[schema.REF] < 2:
         raise ValueError(f"KLIP needs at least 2 reference integrations, got {aligned.sizes[schema.REF]}")
+    if truncate < 0:
+        raise ValueError(f"klip truncate must be >= 0, got {truncate}")
+    n_int, n_sets = target.sizes[schema.INTEGRATION], aligned.sizes[schema.INTEGRATION]
+    if n_sets not in (1, n_int):
+        raise ValueError(f"aligned references have {n_sets} integration sets; expected 1 or {n_int} (one per target)")
     frame = list(schema.FRAME_DIMS)
     stack = [schema.REF, *frame]
     coords = target.coords
     target = target.reset_coords(drop=True).chunk({schema.INTEGRATION: 1, **{d: -1 for d in frame}})
     aligned = aligned.reset_coords(drop=True)
-    if schema.INTEGRATION in aligned.dims:
+    if n_sets == n_int and n_int > 1:
         sci, err = xr.apply_ufunc(
             kernel.klip_one,
             target,
@@ -63,7 +70,7 @@ def klip(target: xr.DataArray, aligned: xr.DataArray, *, truncate: int = 50) -> 
         npix = aligned.sizes[schema.Y] * aligned.sizes[schema.X]
         basis, err = xr.apply_ufunc(
             kernel.klip_model,
-            aligned.chunk({d: -1 for d in stack}),
+            aligned.isel({schema.INTEGRATION: 0}).chunk({d: -1 for d in stack}),
             input_core_dims=[stack],
             output_core_dims=[["mode", "pixel"], frame],
             kwargs={"truncate": truncate},

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import ndimage, optimize
 
-from coron3_dask.kernels import align
+from coron3_dask.kernels import align, median_replace, shift
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -58,11 +58,11 @@ TRUTH = [(0.3, -0.2, 1.0), (1.7, -0.45, 0.5), (-2.0, 1.25, 2.5), (0.0, 0.0, 1.3)
 # ------------------------------------------------------------------------------ fourier_shift
 def test_integer_shift_is_roll_and_sign_convention():
     img = np.random.default_rng(1).normal(size=(12, 15))
-    out = align.fourier_shift(img, 2, -3)
+    out = shift.fourier_shift(img, 2, -3)
     np.testing.assert_allclose(out, np.roll(img, (-3, 2), axis=(0, 1)), atol=1e-12)
     point = np.zeros((16, 16))
     point[5, 5] = 1.0
-    moved = align.fourier_shift(point, 1.0, 0.0)
+    moved = shift.fourier_shift(point, 1.0, 0.0)
     assert np.unravel_index(np.argmax(moved), moved.shape) == (5, 6)  # +sx: larger column
 
 
@@ -71,22 +71,22 @@ def test_float64_path_matches_scipy_on_white_noise(shape):
     # white noise exercises the Nyquist bins, where the real-FFT path needs special care
     img = np.random.default_rng(2).normal(size=shape)
     for sx, sy in [(0.37, -1.21), (2.5, 0.5)]:
-        np.testing.assert_allclose(align.fourier_shift(img, sx, sy), _oracle_shift(img, sx, sy), atol=1e-12)
+        np.testing.assert_allclose(shift.fourier_shift(img, sx, sy), _oracle_shift(img, sx, sy), atol=1e-12)
 
 
 def test_round_trip_on_gaussian_is_identity():
     img = _psf((64, 64))
-    back = align.fourier_shift(align.fourier_shift(img, 0.37, -1.21), -0.37, 1.21)
+    back = shift.fourier_shift(shift.fourier_shift(img, 0.37, -1.21), -0.37, 1.21)
     assert np.abs(back - img).max() <= 1e-5
 
 
 def test_single_precision_path_is_jwst_expression():
     img = _psf((40, 48)).astype(np.float32)
-    out = align.fourier_shift(img, 0.3, -0.7, single_precision=True)
+    out = shift.fourier_shift(img, 0.3, -0.7, single_precision=True)
     expected = np.fft.ifftn(ndimage.fourier_shift(np.fft.fftn(img), (-0.7, 0.3))).real
     assert out.dtype == np.float32
     assert np.array_equal(out, expected)
-    assert align.fourier_shift(img, 0.3, -0.7).dtype == np.float64
+    assert shift.fourier_shift(img, 0.3, -0.7).dtype == np.float64
 
 
 # ------------------------------------------------------------------------------ fit_shifts
@@ -177,7 +177,7 @@ def test_median_replace_edge_rule_and_truncation():
     img = np.arange(36, dtype=np.float32).reshape(6, 6)
     dq = np.zeros((6, 6), np.uint32)
     dq[0, 3] = dq[3, 0] = dq[5, 5] = dq[2, 2] = 1
-    out = align.median_replace_one(img, dq)
+    out = median_replace.median_replace_one(img, dq)
     assert out[0, 3] == 0.0 and out[3, 0] == 0.0  # negative slice start: empty window
     assert out[5, 5] == np.median([28, 29, 34])  # high edge truncated to 2x2, minus itself
     assert out[2, 2] == np.median([7, 8, 9, 13, 15, 19, 20, 21])
@@ -188,15 +188,15 @@ def test_median_replace_sequential_nan_and_zero_bits():
     img = np.zeros((5, 5), np.float32)
     img[2, 1] = img[2, 2] = np.nan  # unflagged NaNs, neighbours in row-major order
     img[1:4, 3] = img[3, 2] = 10.0
-    out = align.median_replace_one(img, np.zeros((5, 5), np.uint32), bad_bits=0)
+    out = median_replace.median_replace_one(img, np.zeros((5, 5), np.uint32), bad_bits=0)
     assert out[2, 1] == 0.0  # six 0.0 and one 10.0 (the still-NaN (2, 2) is not good)
     # (2, 2) sees the replaced (2, 1) = 0.0 as good: four 0.0, four 10.0 -> 5.0 (not 10.0)
     assert out[2, 2] == 5.0
     dq = np.zeros((5, 5), np.uint32)
     dq[4, 4] = 1 | 512
     img2 = np.full((5, 5), 7.0, np.float32)
-    assert align.median_replace_one(img2, dq, zero_bits=512)[4, 4] == 0.0
-    assert align.median_replace_one(img2, dq, zero_bits=0)[4, 4] == 7.0
+    assert median_replace.median_replace_one(img2, dq, zero_bits=512)[4, 4] == 0.0
+    assert median_replace.median_replace_one(img2, dq, zero_bits=0)[4, 4] == 7.0
 
 
 # ------------------------------------------------------------------------------ parity with jwst 3.0.0
@@ -231,7 +231,7 @@ def test_median_replace_bit_identical_to_jwst(jwst_coron):
         model = datamodels.CubeModel(data=img[None].copy(), dq=dq[None].copy())
         model.meta.instrument.name = "MIRI" if miri else "NIRCAM"
         expected = median_replace_img(model, box, bad_bits).data[0]
-        got = align.median_replace_one(img, dq, box=box, bad_bits=bad_bits, zero_bits=512 if miri else 0)
+        got = median_replace.median_replace_one(img, dq, box=box, bad_bits=bad_bits, zero_bits=512 if miri else 0)
         assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), (trial, shape, box, bad_bits, miri)
         cases += 1
     assert cases == 60
@@ -264,7 +264,7 @@ def test_align_one_jwst_compat_bit_identical_to_align_models(jwst_coron):
     err = (np.abs(refs) * 0.05 + 1e-3).astype(np.float32)
     err[2, 5, 6] = np.nan
     mask = _mask(clean.shape).astype(np.float32)
-    sci, aligned_err, params = align.align_one(target, refs, err, mask, jwst_compat=True)
+    sci, aligned_err, params = align.align_one_jwst(target, refs, err, mask)
     science = datamodels.CubeModel(data=np.stack([target, target]))
     psf = datamodels.CubeModel(data=refs.copy(), err=err.copy())
     official = imageregistration.align_models(science, psf, datamodels.ImageModel(data=mask))

@@ -15,7 +15,7 @@ from astropy.wcs import WCS
 from scipy import ndimage, optimize
 
 from coron3_dask import dq
-from coron3_dask.simulate.optics import fourier_shift
+from coron3_dask.kernels.shift import fourier_shift
 from coron3_dask.simulate import (
     PRESETS,
     Companion,
@@ -163,7 +163,10 @@ def test_fourier_shift_matches_scipy_convention_on_white_noise(shape):
     image = np.random.default_rng(0).standard_normal(shape)
     for shift in [(0.3, -0.7), (1.5, 0.5), (-2.25, 3.1)]:
         expected = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(image), shift)).real
-        np.testing.assert_allclose(fourier_shift(image, *shift), expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(fourier_shift(image, shift[1], shift[0]), expected, rtol=0, atol=1e-12)
+        mtf = np.sinc(np.fft.fftfreq(shape[0]))[:, None] * np.sinc(np.fft.fftfreq(shape[1]))[None, :]
+        blurred = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(image), shift) * mtf).real
+        np.testing.assert_allclose(fourier_shift(image, shift[1], shift[0], pixel_mtf=True), blurred, rtol=0, atol=1e-12)
 
 
 def _measure_offset(data, err, model, mask):

@@ -68,12 +68,12 @@ def _refs(k=5, shape=(16, 12)):
 @pytest.mark.parametrize("size", [1, 2, 4])
 def test_klip_shared_refs_chunk_invariant_and_equal_to_kernel(size):
     target = xr.DataArray(_exposure().sci.fillna(0).values, dims=DIMS).chunk({"integration": size})
-    refs = xr.DataArray(_refs(), dims=("ref", "y", "x"))
+    refs = xr.DataArray(_refs()[None], dims=("integration", "ref", "y", "x"))  # one set shared by all
     with raise_if_dask_computes():
         out = klip(target, refs, truncate=3)
     got = out.compute()
     for i in range(target.sizes["integration"]):
-        sci, err = klip_kernel.klip_one(target.values[i], refs.values, truncate=3)
+        sci, err = klip_kernel.klip_one(target.values[i], refs.values[0], truncate=3)
         np.testing.assert_allclose(got.sci.values[i], sci, atol=1e-5)
         np.testing.assert_allclose(got.err.values[i], err, atol=1e-6)
 
@@ -90,7 +90,33 @@ def test_klip_per_integration_refs():
 def test_klip_needs_two_refs():
     target = xr.DataArray(np.zeros((2, 4, 4), np.float32), dims=DIMS)
     with pytest.raises(ValueError, match="at least 2"):
-        klip(target, xr.DataArray(np.zeros((1, 4, 4), np.float32), dims=("ref", "y", "x")))
+        klip(target, xr.DataArray(np.zeros((1, 1, 4, 4), np.float32), dims=("integration", "ref", "y", "x")))
+
+
+def test_klip_rejects_negative_truncate_and_mismatched_reference_sets():
+    target = xr.DataArray(np.zeros((3, 4, 4), np.float32), dims=DIMS)
+    refs = xr.DataArray(np.ones((1, 3, 4, 4), np.float32), dims=("integration", "ref", "y", "x"))
+    with pytest.raises(ValueError, match="truncate must be >= 0"):
+        klip(target, refs, truncate=-1)
+    with pytest.raises(ValueError, match="expected 1 or 3"):
+        klip(target, xr.concat([refs, refs], "integration"), truncate=2)
+
+
+@pytest.mark.parametrize(("align_to", "n_sets"), [("each", 2), ("first", 1)])
+def test_align_refs_has_one_output_shape(align_to, n_sets):
+    """(integration, ref, y, x) in every mode; ``first`` is a size-1 integration axis fitted on integration 0."""
+    from coron3_dask.stages import align_refs as stage
+
+    yy, xx = np.mgrid[:16, :16]
+    psf = np.exp(-((yy - 7.6) ** 2 + (xx - 8.3) ** 2) / 5.0).astype(np.float32)
+    target = xr.DataArray(np.stack([psf, np.roll(psf, 1, axis=1)]), dims=DIMS)
+    refs = xr.DataArray(np.stack([psf, psf * 2, psf * 3]), dims=("ref", "y", "x"))
+    mask = xr.DataArray(np.ones((16, 16), np.float32), dims=("y", "x"))
+    out = stage.align_refs(target, refs, refs, mask, align_to=align_to)
+    assert out["sci"].dims == ("integration", "ref", "y", "x") and out["sci"].shape == (n_sets, 3, 16, 16)
+    assert out["shifts"].dims == ("integration", "ref", "param") and out["shifts"].shape == (n_sets, 3, 3)
+    each = stage.align_refs(target, refs, refs, mask).compute()
+    np.testing.assert_array_equal(out["sci"].values[0], each["sci"].values[0])
 
 
 def test_align_refs_block_size_does_not_change_results(monkeypatch):
