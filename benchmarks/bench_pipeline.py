@@ -54,88 +54,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from coron3_dask.progress import STAGES as PIPELINE_STAGES
+from coron3_dask.progress import stage_of
+from coron3_dask.testing import RssSampler
+
 HERE = Path(__file__).resolve().parent
-STAGES = ("read", "outlier_detection", "stack_refs", "align_refs", "klip", "resample", "write", "glue")
+#: the package's task-to-stage map (coron3_dask.progress.stage_of), "other" shown as glue (rechunk, getitem, ...)
+STAGES = (*PIPELINE_STAGES, "glue")
 MODES: dict[str, list[str]] = {
     "each": [],
     "first": ["align_refs.align_to=first"],
     "compat": ["align_refs.align_to=first", "align_refs.jwst_compat=true"],
 }
-#: (substring of the task name, stage), first match wins; the names are coron3_dask's kernel and
-#: writer functions (``key_split`` of the key), e.g. flag_exposure, vectorize_median_replace_one,
-#: align_frames / vectorize_align_one, klip_model / vectorize_klip_one, drizzle_frame / combine,
-#: write_cube / write_block / finish, load-* / read-*
-_STAGE_NAMES = (
-    ("flag_exposure", "outlier_detection"),
-    ("median_replace", "align_refs"),
-    ("align", "align_refs"),
-    ("klip", "klip"),
-    ("drizzle", "resample"),
-    ("pixmap", "resample"),
-    ("combine", "resample"),
-    ("write", "write"),
-    ("preallocate", "write"),
-    ("finish", "write"),
-    ("shifts_table", "write"),
-    ("concatenate", "stack_refs"),
-)
-
-
-def stage_of(name: str) -> str:
-    """Map a task's ``key_split`` name to a pipeline stage (``glue``: rechunk, transpose, getitem ...)."""
-    if name == "finalize":  # resample's single division (not dask's finalize-* collection tasks)
-        return "resample"
-    if name == "block":  # np.block assembling a whole array for a writer task
-        return "write"
-    if name.startswith(("load", "read")):
-        return "read"
-    for part, stage in _STAGE_NAMES:
-        if part in name:
-            return stage
-    return "glue"
-
-
 # ----------------------------------------------------------------------------------------------
 # measurement helpers (child side)
-
-
-class TreeSampler:
-    """Peak of the summed RSS of a set of processes (this one and its descendants), sampled."""
-
-    def __init__(self, interval: float = 0.02) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self._me = psutil.Process()
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def sample(self) -> int:
-        total = 0
-        procs = [self._me]
-        with contextlib.suppress(self._psutil.Error):
-            procs += self._me.children(recursive=True)
-        for proc in procs:
-            with contextlib.suppress(self._psutil.Error):
-                total += proc.memory_info().rss
-        self.peak = max(self.peak, total)
-        return total
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
-
-    def __enter__(self) -> TreeSampler:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
 
 
 def _cpu_self() -> float:
@@ -204,7 +136,8 @@ def _profile_rows(profiler: Any, n: int = 15) -> list[tuple[str, int, float, flo
 def _stage_totals(durations: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {s: {"seconds": 0.0, "tasks": 0} for s in STAGES}
     for name, values in durations.items():
-        row = out[stage_of(name)]
+        stage = stage_of(name)
+        row = out[stage if stage in PIPELINE_STAGES else "glue"]
         row["seconds"] += sum(values)
         row["tasks"] += len(values)
     return out
@@ -231,7 +164,7 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"load_before": os.getloadavg()[0]}
     workers = int(spec["workers"])
     with contextlib.ExitStack() as stack:
-        sampler = stack.enter_context(TreeSampler())
+        sampler = stack.enter_context(RssSampler(interval=0.02))
         client = None
         if spec["scheduler"] == "local":
             from distributed import Client, LocalCluster, get_task_stream
@@ -315,7 +248,7 @@ def child_official(spec: dict[str, Any]) -> dict[str, Any]:
     out_dir = Path(spec["out_dir"])
     shutil.rmtree(out_dir, ignore_errors=True)
     load = os.getloadavg()[0]
-    with TreeSampler() as sampler, warnings.catch_warnings():
+    with RssSampler(interval=0.02) as sampler, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sys0 = _system_cpu()
         run = run_official(spec["asn"], spec["psfmask"], out_dir, crds_root=crds_root)

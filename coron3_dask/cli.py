@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -28,6 +27,7 @@ log = logging.getLogger("coron3_dask")
 
 SCHEDULERS = ("local", "threads", "processes", "synchronous")
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_STEPS = "--steps."  # strun's parameter overrides: --steps.klip.truncate=10
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,15 +107,24 @@ def _processing_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("processing")
     group.add_argument("--psfmask", type=Path, help="PSFMASK reference file (default: look up in --crds-path)")
     group.add_argument("--crds-path", type=Path, help="CRDS-style cache root (default: $CRDS_PATH)")
-    group.add_argument("--config", type=Path, help="TOML file of step parameters ([klip] truncate = 10)")
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="step parameters: a TOML file ([klip] truncate = 10), or a jwst parameter file as strun reads it "
+        "(.asdf/.yaml/.yml: a Coron3Pipeline config or a CRDS pars-*step file)",
+    )
     group.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="STEP.PARAM=VALUE",
-        help="override one parameter, e.g. --set klip.truncate=10 (repeatable)",
+        help="override one parameter, e.g. --set klip.truncate=10 (repeatable); strun's spelling "
+        "--steps.klip.truncate=10 or --steps.klip.truncate 10 works too, in the same order",
     )
+    # strun's --steps.STEP.PARAM[=]VALUE, rewritten by _strun_steps() into --steps=STEP.PARAM=VALUE
+    group.add_argument("--steps", dest="overrides", action="append", type=_STEPS.__add__, help=argparse.SUPPRESS)
     group.add_argument(
         "--jwst-compat",
         action="store_true",
@@ -124,8 +133,35 @@ def _processing_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-save-psfalign", action="store_true", help="do not write psfalign products")
 
 
+def _strun_steps(argv: Sequence[str]) -> list[str]:
+    """Rewrite strun's ``--steps.STEP.PARAM=VALUE`` / ``--steps.STEP.PARAM VALUE`` as ``--steps=STEP.PARAM=VALUE``.
+
+    argparse cannot declare these options (one per parameter); the rewritten token feeds the hidden
+    ``--steps`` option, which appends ``"--steps.STEP.PARAM=VALUE"`` to the ``--set`` list, so both
+    spellings apply in command-line order.  A missing value (nothing or an option next) is left for
+    :func:`coron3_dask.config.load_config` to report.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token == "--":  # the rest are positional arguments
+            out += argv[i - 1 :]
+            break
+        if not token.startswith(_STEPS):
+            out.append(token)
+            continue
+        key, sep, value = token.removeprefix(_STEPS).partition("=")
+        if not sep and i < len(argv) and not argv[i].startswith("--"):
+            sep, value = "=", argv[i]
+            i += 1
+        out.append(f"--steps={key}{sep}{value}")
+    return out
+
+
 def _config(args: argparse.Namespace) -> Coron3Config:
-    """Resolve the configuration: defaults < --config TOML < --jwst-compat < --set; check the scheduler."""
+    """Resolve the configuration: defaults < --config file < --jwst-compat < --set/--steps.*; check the scheduler."""
     overrides = list(args.overrides)
     if args.jwst_compat:
         overrides = ["align_refs.align_to=first", "align_refs.jwst_compat=true", *overrides]
@@ -240,9 +276,7 @@ def _run(args: argparse.Namespace) -> int:
     from coron3_dask import pipeline
 
     config = _config(args)
-    inputs = pipeline.open_inputs(
-        args.asn, psfmask=args.psfmask or config.align_refs.override_psfmask or None, crds_path=args.crds_path
-    )
+    inputs = pipeline.open_inputs(args.asn, config, psfmask=args.psfmask, crds_path=args.crds_path)
     products = pipeline.build(inputs, config)
     board = None if args.no_progress else StageBoard()
     start = time.perf_counter()
@@ -327,6 +361,7 @@ def _demo(args: argparse.Namespace) -> int:
     args.psfmask, args.crds_path, args.config = sim.psfmask_path, None, None
     args.overrides, args.jwst_compat, args.no_save_psfalign = [], False, False
     status = _run(args)
+    from coron3_dask import files
     from coron3_dask.analysis.preview import write_preview
 
     products = args.output_dir
@@ -334,7 +369,7 @@ def _demo(args: argparse.Namespace) -> int:
         sorted(products.glob("*_psfsub.fits")),
         next(products.glob("*_i2d.fits"), None),
         products / "preview.png",
-        truth=json.loads(sim.truth_path.read_text()),
+        truth=files.read_json(sim.truth_path),
     )
     print(f"Inputs: {inputs}\nProducts: {products}\nPreview: {png}\nTruth: {sim.truth_path}")
     return status
@@ -342,7 +377,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_strun_steps(sys.argv[1:] if argv is None else argv))
     _configure_logging(args.verbose)
     handlers = {"run": _run, "campaign": _campaign, "simulate": _simulate, "demo": _demo}
     try:

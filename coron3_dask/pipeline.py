@@ -21,15 +21,17 @@ import numpy as np
 import xarray as xr
 
 from coron3_dask import dq, files, schema
-from coron3_dask.config import Coron3Config
+from coron3_dask.config import Coron3Config, ResampleParams
+from coron3_dask.files import metadata
 from coron3_dask.files.products import Provenance, exposure_product_name, source_product_name
 from coron3_dask.stages.align_refs import align_refs, replace_bad_pixels
 from coron3_dask.stages.klip import klip
 from coron3_dask.stages.outliers import flag_outliers
 from coron3_dask.stages.resample import resample
 from coron3_dask.stages.stack_refs import stack_refs
+from coron3_dask.wcs.resample_grid import exposure_pixmap, resample_grid
 
-__all__ = ["Inputs", "Products", "RunResult", "build", "open_inputs", "run", "run_record_name"]
+__all__ = ["Inputs", "Products", "RunResult", "build", "build_i2d", "open_inputs", "run", "run_record_name"]
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +53,26 @@ class Inputs:
 
 
 def open_inputs(
-    asn_path: str | Path, *, psfmask: str | Path | None = None, crds_path: str | Path | None = None
+    asn_path: str | Path,
+    config: Coron3Config | None = None,
+    *,
+    psfmask: str | Path | None = None,
+    crds_path: str | Path | None = None,
 ) -> Inputs:
     """Read an association and open its members and PSFMASK lazily.
+
+    The one place where a run's inputs are resolved, for ``run`` and ``campaign`` alike.
 
     Parameters
     ----------
     asn_path : path
         coron3 association JSON.
+    config : Coron3Config, optional
+        Resolved parameters: ``align_refs.override_psfmask`` names the PSFMASK when ``psfmask``
+        is not given.
     psfmask : path, optional
-        PSFMASK reference file; looked up in the CRDS-style cache when omitted.
+        PSFMASK reference file (the CLI's ``--psfmask``); else the config's override; else
+        looked up in the CRDS-style cache.
     crds_path : path, optional
         CRDS cache root (default ``$CRDS_PATH``).
 
@@ -78,6 +90,7 @@ def open_inputs(
     psf = tuple(files.open_calints(p, read_gwcs=False) for p in asn.psf)  # never resampled
     files.check_same_frame([*science, *psf])
     shape = (science[0].sizes[schema.Y], science[0].sizes[schema.X])
+    psfmask = psfmask or (config.align_refs.override_psfmask if config is not None else "") or None
     path = Path(psfmask) if psfmask else files.find_psfmask(science[0].attrs["primary_header"], crds_path)
     mask = xr.DataArray(files.lazy_psfmask(path, shape), dims=schema.FRAME_DIMS)
     return Inputs(asn, science, psf, mask, path)
@@ -104,7 +117,7 @@ def _outliers(exposure: xr.Dataset, config: Coron3Config) -> xr.Dataset:
     if params.skip:
         return exposure
     out = flag_outliers(exposure, good_bits=params.good_bits, maskpt=params.maskpt, snr=params.snr1)
-    out.attrs["steps"] = {**exposure.attrs.get("steps", {}), "outlier_detection": "COMPLETE"}
+    out.attrs["steps"] = metadata.mark_step(exposure.attrs, "outlier_detection")
     return out
 
 
@@ -112,6 +125,62 @@ def _zero_bits(exposure: xr.Dataset) -> int:
     """MIRI's NON_SCIENCE branch of the bad-pixel replacement (spec 6.2 step 2)."""
     instrument = str(exposure.attrs["primary_header"].get("INSTRUME", "")).upper()
     return dq.NON_SCIENCE if instrument == "MIRI" else 0
+
+
+def build_i2d(exposures: Sequence[xr.Dataset], params: ResampleParams | None = None) -> xr.Dataset:
+    """Build the lazy i2d of PSF-subtracted exposures: output grid, drizzle graph and metadata.
+
+    Parameters
+    ----------
+    exposures : sequence of xr.Dataset
+        psfsub exposures in ASN order (``sci``, ``dq``, variances; attrs ``sci_header``,
+        ``primary_header``, ``filename``, optionally ``asdf_wcs``).
+    params : ResampleParams, optional
+        Resolved ``resample`` parameters (default: jwst's defaults).
+
+    Returns
+    -------
+    xr.Dataset
+        Lazy ``sci``, ``err``, ``wht``, ``var_*``, ``con`` with the i2d attributes of
+        :func:`coron3_dask.files.metadata.i2d_attributes`; building it reads headers only.
+
+    Raises
+    ------
+    ValueError
+        No exposures, or ``exptime`` weighting without exposure times (naming the file).
+    """
+    params = params or ResampleParams()
+    if not exposures:
+        raise ValueError("resample needs at least one science exposure")
+    shapes = [(int(ds.sizes[schema.Y]), int(ds.sizes[schema.X])) for ds in exposures]
+    n_ints = [int(ds.sizes[schema.INTEGRATION]) for ds in exposures]
+    attrs = [ds.attrs for ds in exposures]
+    grid = resample_grid(
+        attrs,
+        shapes,
+        rotation=params.rotation,
+        pixel_scale_ratio=params.pixel_scale_ratio,
+        pixel_scale=params.pixel_scale,
+        output_shape=params.output_shape,
+        crpix=params.crpix,
+        crval=params.crval,
+    )
+    weighting = [metadata.drizzle_weighting(a, params.weight_type) for a in attrs]
+    pixmap = dask.delayed(exposure_pixmap, pure=True)
+    drizzle = {"pixfrac": params.pixfrac, "kernel": params.kernel, "fillval": params.fillval}
+    i2d = resample(
+        exposures,
+        [pixmap(source, shape, grid.header) for source, shape in zip(grid.sources, shapes, strict=True)],
+        out_shape=grid.shape,
+        pixel_scale_ratio=grid.pixel_scale_ratio,
+        bounds=grid.bounds,
+        exptimes=[w[0] for w in weighting],
+        sky_levels=[w[1] for w in weighting],
+        weight_type=params.weight_type,
+        **drizzle,
+    )
+    i2d.attrs = metadata.i2d_attributes(attrs, n_ints, shapes, grid, weight_type=params.weight_type, **drizzle)
+    return i2d
 
 
 def build(inputs: Inputs, config: Coron3Config) -> Products:
@@ -139,7 +208,7 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
         psf_flagged.append(flagged)
         products.crfints[exposure_product_name(path, asn.asn_id, "crfints")] = flagged
     stack = stack_refs(psf_flagged)
-    stack.attrs["steps"] = {**stack.attrs.get("steps", {}), "stack_refs": "COMPLETE"}
+    stack.attrs["steps"] = metadata.mark_step(stack.attrs, "stack_refs")
     products.psfstack[source_product_name(asn.product_name, "psfstack")] = stack
     stack_replaced = replace_bad_pixels(
         stack, box=align.median_box_length, bad_bits=bad_bits, zero_bits=_zero_bits(stack)
@@ -156,21 +225,19 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
         )
         aligned.attrs = {
             **stack.attrs,
-            "steps": {**stack.attrs["steps"], "align_refs": "COMPLETE"},
+            "steps": metadata.mark_step(stack.attrs, "align_refs"),
             "align_to": align.align_to,
-            "jwst_compat": align.jwst_compat,
             "science_sources": [exposure.attrs.get("filename", path.name)],
         }
         products.psfalign[exposure_product_name(path, asn.asn_id, "psfalign")] = aligned
         sub = klip(target, aligned["sci"], truncate=config.klip.truncate)
         psfsub = flagged.assign(sci=sub["sci"], err=sub["err"])
-        psfsub.attrs["steps"] = {**flagged.attrs.get("steps", {}), "klip": "COMPLETE"}
+        psfsub.attrs["steps"] = metadata.mark_step(flagged.attrs, "klip")
         products.psfsub[exposure_product_name(path, asn.asn_id, "psfsub")] = psfsub
         to_resample.append(psfsub)
     if not config.resample.skip:
-        params = {k: v for k, v in config.to_dict()["resample"].items() if k != "skip"}
-        i2d = resample(to_resample, **params)
-        i2d.attrs["steps"] = {**to_resample[0].attrs.get("steps", {}), "resample": "COMPLETE"}
+        i2d = build_i2d(to_resample, config.resample)
+        i2d.attrs["steps"] = metadata.mark_step(to_resample[0].attrs, "resample")
         products.i2d[source_product_name(asn.product_name, config.suffix)] = i2d
     return products
 
@@ -215,34 +282,56 @@ def run(
     -------
     RunResult
         Written paths and the fitted (sx, sy, beta) per psfalign product.
+
+    Raises
+    ------
+    coron3_dask.files.lock.OutputLockedError
+        Another run is writing into ``output_dir`` (refused at once, naming the holder).
+    coron3_dask.files.fits_stream.WriteError
+        A system error (a full disk, a permission) while writing, naming the file.
+
+    Notes
+    -----
+    The output directory is locked (``files.lock.OutputLock``) from before the first file is
+    pre-allocated until the run record is written.  Products are written under names private
+    to this call (``.{name}.{run_token}.partial``) and each is renamed into place only once
+    complete; on any failure, KeyboardInterrupt included, this run's partial files are
+    removed and the products of earlier runs are left as they were (except those this run
+    had already completely rewritten).
     """
-    from coron3_dask.files import writers
+    from coron3_dask.files import lock, writers
 
     out = Path(output_dir).resolve()  # workers may run in another working directory
     if out.exists() and not out.is_dir():
         raise files.InputError(f"--output-dir {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    products = products or build(inputs, config)
-    provenance = Provenance(config.to_dict(), inputs.files)
-    start = time.perf_counter()
-    partials = [out / f".{name}.partial" for _, name, _ in products.items()]
-    try:  # planning pre-allocates the product files: from here on, clean up on any failure
-        tasks, shifts, _ = writers.plan(products, inputs, config, out, provenance)
-        names = list(shifts)
-        results = (compute or _compute)(*tasks, *shifts.values())
-    except BaseException:
-        for partial in partials:
-            partial.unlink(missing_ok=True)
-        raise
-    paths, fitted = results[: len(tasks)], dict(zip(names, results[len(tasks) :], strict=True))
-    record = {
-        **provenance.to_dict(),
-        "association": str(inputs.association.path),
-        "products": [Path(p).name for p in paths],
-        "wall_seconds": round(time.perf_counter() - start, 3),
-        "shifts_summary": {n: _shift_summary(p) for n, p in fitted.items()},
-    }
-    files.write_text(out / run_record_name(inputs.association.product_name), json.dumps(record, indent=2))
+    run_token = writers.new_run_token()
+    with lock.OutputLock(out, association=inputs.association.path):
+        products = products or build(inputs, config)
+        provenance = Provenance(config.to_dict(), inputs.files)
+        start = time.perf_counter()
+        partials: list[Path] = []
+        try:  # planning pre-allocates the product files: from here on, clean up on any failure
+            tasks, shifts, partials = writers.plan(products, inputs, config, out, provenance, run_token=run_token)
+            names = list(shifts)
+            results = (compute or _compute)(*tasks, *shifts.values())
+        except BaseException:
+            # the token is this run's alone: the glob also finds what a plan that failed half-way made
+            for partial in {*partials, *out.glob(f".*.{run_token}.partial")}:
+                try:
+                    partial.unlink(missing_ok=True)
+                except OSError:
+                    log.warning("could not remove %s", partial)
+            raise
+        paths, fitted = results[: len(tasks)], dict(zip(names, results[len(tasks) :], strict=True))
+        record = {
+            **provenance.to_dict(),
+            "association": str(inputs.association.path),
+            "products": [Path(p).name for p in paths],
+            "wall_seconds": round(time.perf_counter() - start, 3),
+            "shifts_summary": {n: _shift_summary(p) for n, p in fitted.items()},
+        }
+        files.write_text(out / run_record_name(inputs.association.product_name), json.dumps(record, indent=2))
     for name, params in fitted.items():
         _log_shifts(name, params)
     references = {

@@ -45,8 +45,9 @@ class RssSampler(threading.Thread):
     """Track the peak resident memory of this process and of every descendant process.
 
     Start it, run the work (e.g. a ``LocalCluster`` whose workers are child processes), stop
-    it; ``peaks`` maps pid to ``(command line tail, peak RSS in bytes)``.  Worker restarts
-    show up as extra pids.
+    it (or use it as a context manager); ``peaks`` maps pid to ``(command line tail, peak RSS
+    in bytes)`` and ``peak`` is the peak of the summed RSS of the whole process tree.  Worker
+    restarts show up as extra pids.
 
     Parameters
     ----------
@@ -58,27 +59,49 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.interval = interval
         self.peaks: dict[int, tuple[str, int]] = {}
+        self.peak = 0
         self._stop_event = threading.Event()
 
-    def run(self) -> None:
-        """Sample until stopped."""
+    def sample(self) -> int:
+        """Take one sample now; return the summed RSS (bytes) of the process tree."""
         import psutil
 
         me = psutil.Process()
+        try:
+            procs = [me, *me.children(recursive=True)]
+        except psutil.Error:
+            procs = [me]
+        total = 0
+        for proc in procs:
+            try:
+                rss = proc.memory_info().rss
+                name = "client" if proc.pid == me.pid else " ".join(proc.cmdline())[-80:]
+            except psutil.Error:
+                continue
+            total += rss
+            old = self.peaks.get(proc.pid, (name, 0))
+            self.peaks[proc.pid] = (old[0], max(old[1], rss))
+        self.peak = max(self.peak, total)
+        return total
+
+    def run(self) -> None:
+        """Sample until stopped."""
+        self.sample()
         while not self._stop_event.wait(self.interval):
-            for proc in [me, *me.children(recursive=True)]:
-                try:
-                    rss = proc.memory_info().rss
-                    name = "client" if proc.pid == me.pid else " ".join(proc.cmdline())[-80:]
-                except psutil.Error:
-                    continue
-                old = self.peaks.get(proc.pid, (name, 0))
-                self.peaks[proc.pid] = (old[0], max(old[1], rss))
+            self.sample()
 
     def stop(self) -> None:
-        """Stop sampling and wait for the thread."""
+        """Stop sampling (after a last sample) and wait for the thread."""
         self._stop_event.set()
         self.join()
+        self.sample()
+
+    def __enter__(self) -> RssSampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def worker_peaks(self) -> list[int]:
         """Peak RSS (bytes) of each dask worker process seen (spawned multiprocessing children)."""

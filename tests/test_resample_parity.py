@@ -39,7 +39,13 @@ gwcs = pytest.importorskip("gwcs")
 
 from helpers import gwcs_from_header  # noqa: E402
 
-from coron3_dask.stages.resample import resample  # noqa: E402
+from coron3_dask.config import ResampleParams  # noqa: E402
+from coron3_dask.pipeline import build_i2d  # noqa: E402
+
+
+def resample(exposures, **params):
+    """The i2d of ``exposures`` with the given resample parameters."""
+    return build_i2d(exposures, ResampleParams(**params))
 
 pytestmark = pytest.mark.parity
 

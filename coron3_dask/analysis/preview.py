@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from coron3_dask import files
+from coron3_dask.files import records
 from coron3_dask.wcs import wcs_from_header
 
 __all__ = ["write_preview"]
@@ -87,8 +88,6 @@ def write_preview(
         ax.set_yticks([])
     fig.suptitle("coron3_dask: PSF-subtracted rolls and combined i2d (circles: true companion positions)", fontsize=10)
     fig.tight_layout()
-    out = Path(out_png)
-    with files.atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+    out = records.save_figure(fig, out_png, dpi=90, format="png")
     plt.close(fig)
     return out

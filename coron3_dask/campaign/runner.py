@@ -10,7 +10,6 @@ association, so it is always current.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -21,6 +20,8 @@ from typing import Any
 
 from coron3_dask import __version__, files, pipeline
 from coron3_dask.config import Coron3Config
+from coron3_dask.files import records
+from coron3_dask.files.records import read_list
 
 __all__ = ["AssociationOutcome", "read_list", "run_campaign"]
 
@@ -37,16 +38,6 @@ class AssociationOutcome:
     products: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
     error: str = ""
-
-
-def read_list(path: str | Path) -> list[Path]:
-    """Association paths from a text file, one per line (``#`` comments, blank lines ignored).
-
-    Relative paths are taken relative to the list file.
-    """
-    base = Path(path).resolve().parent
-    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
-    return [(base / line).resolve() for line in lines if line]
 
 
 def run_campaign(
@@ -84,8 +75,7 @@ def run_campaign(
     list of AssociationOutcome
         In input order.
     """
-    root = Path(output_root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    root = records.ensure_dir(output_root, "--output-root")
     outcomes: list[AssociationOutcome] = []
     for asn in associations:
         start = time.perf_counter()
@@ -97,9 +87,9 @@ def run_campaign(
             record = out / pipeline.run_record_name(association.product_name)
             if record.exists() and not force:
                 outcome.status = "skipped"
-                outcome.products = json.loads(record.read_text()).get("products", [])
+                outcome.products = records.read_json(record).get("products", [])
             else:
-                inputs = pipeline.open_inputs(asn, psfmask=psfmask, crds_path=crds_path)
+                inputs = pipeline.open_inputs(asn, config, psfmask=psfmask, crds_path=crds_path)
                 result = pipeline.run(inputs, config, out, compute=compute)
                 outcome.status, outcome.products = "done", [p.name for p in result.paths]
         except Exception as exc:  # noqa: BLE001 - one bad association must not stop a campaign
@@ -123,4 +113,4 @@ def _write_record(root: Path, config: Coron3Config, outcomes: list[AssociationOu
         **counts,
         "associations": [asdict(o) for o in outcomes],
     }
-    files.write_text(root / "campaign.json", json.dumps(record, indent=2))
+    records.write_json(root / "campaign.json", record)

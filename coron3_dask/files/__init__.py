@@ -13,6 +13,7 @@ from coron3_dask.files.calints import check_same_frame, open_calints, open_expos
 from coron3_dask.files.fits_read import InputError, read_image
 from coron3_dask.files.fits_stream import Extension, atomic_path, write_fits, write_text
 from coron3_dask.files.psfmask import find_psfmask, lazy_psfmask, read_psfmask
+from coron3_dask.files.records import ensure_dir, read_json, read_list, save_figure, write_json
 
 __all__ = [
     "Association",
@@ -20,13 +21,18 @@ __all__ = [
     "InputError",
     "atomic_path",
     "check_same_frame",
+    "ensure_dir",
     "find_psfmask",
     "lazy_psfmask",
     "open_calints",
     "open_exposures",
     "read_association",
     "read_image",
+    "read_json",
+    "read_list",
     "read_psfmask",
+    "save_figure",
     "write_fits",
+    "write_json",
     "write_text",
 ]

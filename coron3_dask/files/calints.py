@@ -42,14 +42,13 @@ def _asdf_wcs(path: Path) -> Any:
     """Return the gWCS (``meta.wcs``) of a data-model file's ASDF extension, or None.
 
     Real JWST exposures carry their distortion model there (the FITS header WCS is only a
-    TAN approximation).  Needs the optional ``asdf`` and ``gwcs`` packages; any failure to
-    read it falls back to the header WCS, with a log message.
+    TAN approximation).  Any failure to read it falls back to the header WCS, with a log
+    message.  ``asdf`` and ``gwcs`` are imported here, not at module level: loading their
+    extensions costs about a second, paid only by runs whose inputs carry an ASDF extension.
     """
-    try:
-        import asdf
-        import gwcs  # noqa: F401  (registers the gWCS ASDF converters)
-    except ImportError:
-        return None
+    import asdf
+    import gwcs  # noqa: F401  (registers the gWCS ASDF converters)
+
     try:
         with fits.open(path, memmap=False) as hdul:
             raw = bytes(hdul["ASDF"].data["ASDF_METADATA"][0])

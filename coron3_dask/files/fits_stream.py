@@ -5,7 +5,9 @@ large to hold in memory (the 4-D psfalign cube), :func:`preallocate_fits` writes
 and reserves every data area as a sparse, zero-filled hole padded to the 2880-byte FITS
 block; Dask workers then fill it block by block (:func:`write_block`, big-endian as FITS
 requires) without the array ever being gathered; tables go at the end (:func:`append_table`).
-Every write goes to a temporary name, renamed onto the final name only when complete.
+Every write goes to a temporary name, renamed onto the final name only when complete.  A
+system error while writing (a full disk, a permission) is raised as :class:`WriteError`,
+whose one-line message names the file being written.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +28,11 @@ from numpy.typing import DTypeLike
 __all__ = [
     "Extension",
     "ExtensionSpec",
+    "WriteError",
     "append_table",
     "atomic_path",
     "make_header",
+    "name_errors",
     "preallocate_fits",
     "write_block",
     "write_fits",
@@ -56,6 +61,78 @@ _BITPIX: dict[np.dtype, tuple[int, int | None]] = {
 
 
 _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|EXTNAME|BZERO|BSCALE|END)$")
+
+
+class WriteError(OSError):
+    """A system error while writing an output file; ``str()`` names the file on one line.
+
+    ``errno`` and ``strerror`` are those of the original error (also kept as ``__cause__``),
+    ``filename`` is the file being written, e.g.
+    ``cannot write /out/.x_psfsub.fits.ab12cd34.partial: [Errno 28] No space left on device``.
+    """
+
+    path: str
+    action: str
+    target: str
+
+    @classmethod
+    def wrap(
+        cls, exc: OSError, path: str | Path, action: str = "write", target: str | Path | None = None
+    ) -> WriteError:
+        """Return the error for ``exc`` raised while doing ``action`` on ``path``.
+
+        Parameters
+        ----------
+        exc : OSError
+            The original error.
+        path : path
+            The file being written (or renamed).
+        action : str
+            What was being done: ``"write"``, ``"create"``, ``"rename"``, ``"lock"``.
+        target : path, optional
+            The destination of a rename.
+
+        Returns
+        -------
+        WriteError
+        """
+        err = cls(exc.errno, exc.strerror or str(exc) or type(exc).__name__, str(path))
+        # kept in __dict__ too: it travels with the pickle from a worker to the client
+        err.path, err.action, err.target = str(path), action, "" if target is None else str(target)
+        return err
+
+    def __str__(self) -> str:
+        """One line: ``cannot ACTION PATH[ to TARGET]: [Errno N] reason``."""
+        where = self.__dict__.get("path", self.filename)
+        if self.__dict__.get("target"):
+            where = f"{where} to {self.__dict__['target']}"
+        reason = f"[Errno {self.errno}] {self.strerror}" if self.errno is not None else str(self.strerror)
+        return f"cannot {self.__dict__.get('action', 'write')} {where}: {reason}".replace("\n", " ")
+
+
+@contextlib.contextmanager
+def name_errors(path: str | Path, action: str = "write", target: str | Path | None = None) -> Iterator[None]:
+    """Re-raise an ``OSError`` of the block as a :class:`WriteError` naming ``path``.
+
+    Parameters
+    ----------
+    path : path
+        The file being written.
+    action : str
+        What the block does to it (``"write"``, ``"rename"``, ...).
+    target : path, optional
+        The destination of a rename.
+
+    Yields
+    ------
+    None
+    """
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError.wrap(exc, path, action, target) from exc
 
 
 def make_header(cards: Mapping[str, Any]) -> fits.Header:
@@ -157,6 +234,11 @@ def preallocate_fits(
     dict of str to int
         Byte offset of each extension's data area, keyed by EXTNAME.
 
+    Raises
+    ------
+    WriteError
+        A system error (a full disk, a permission) while writing ``path``.
+
     Notes
     -----
     Unwritten slabs read as zero.  Float and signed data areas are sparse holes (no I/O);
@@ -170,7 +252,7 @@ def preallocate_fits(
     header = fits.Header([("SIMPLE", True), ("BITPIX", 8), ("NAXIS", 0), ("EXTEND", True)])
     header.extend(make_header(primary))
     offsets: dict[str, int] = {}
-    with open(path, "wb") as f:
+    with name_errors(path), open(path, "wb") as f:
         f.write(header.tostring().encode("ascii"))
         for spec in extensions:
             f.write(spec.fits_header().tostring().encode("ascii"))
@@ -213,12 +295,17 @@ def write_block(path: str | Path, offset: int, start: int, block: np.ndarray, dt
     -------
     int
         Bytes written.
+
+    Raises
+    ------
+    WriteError
+        A system error while writing ``path`` (or ``path`` is gone: the run was abandoned).
     """
     if start < 0:
         raise ValueError(f"slab index must be >= 0, got {start}")
     buf = _to_disk(np.asarray(block), _native(dtype))
     plane = buf.nbytes // max(len(buf), 1)
-    with open(path, "r+b") as f:
+    with name_errors(path), open(path, "r+b") as f:
         f.seek(offset + start * plane)
         f.write(buf.tobytes())
     return buf.nbytes
@@ -227,10 +314,11 @@ def write_block(path: str | Path, offset: int, start: int, block: np.ndarray, dt
 def append_table(path: str | Path, name: str, data: np.ndarray, header: Mapping[str, Any] | None = None) -> None:
     """Append a binary-table extension (from a structured array) at the end of a FITS file.
 
-    Existing data areas are neither read nor rewritten.
+    Existing data areas are neither read nor rewritten.  A system error is raised as
+    :class:`WriteError` naming ``path``.
     """
     hdu = fits.BinTableHDU(data=np.asarray(data), header=make_header(header or {}), name=name)
-    with fits.open(path, mode="append", memmap=False) as hdul:
+    with name_errors(path), fits.open(path, mode="append", memmap=False) as hdul:
         hdul.append(hdu)
 
 
@@ -262,17 +350,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only on success.
 
     A crash or exception leaves no partial file under the final name (and removes the
-    temporary one).
+    temporary one).  The temporary name is private to this call (process id and a random
+    token), so concurrent writers of the same ``path``, even threads, never share it.  A
+    system error while writing or renaming is raised as :class:`WriteError` naming the file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with name_errors(path.parent, "create directory"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
     try:
-        yield tmp
-        Path(tmp).replace(path)
+        with name_errors(tmp):
+            yield tmp
+        with name_errors(tmp, "rename", path):
+            tmp.replace(path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def write_fits(path: str | Path, primary: Mapping[str, Any], extensions: Sequence[Extension]) -> Path:

@@ -1,15 +1,18 @@
 """Turn lazy products into write tasks that run on the workers.
 
 Every product is streamed: its file is pre-allocated (headers written, data areas reserved)
-under a hidden ``.partial`` name when the run starts, each block of each extension is written
-by a task right after the task that computed it (no product is ever assembled whole, on the
-client or on a worker), and a final task appends the small tables and renames the file into
-place.
+under a hidden name private to the run, ``.{name}.{run_token}.partial``, when the run starts;
+each block of each extension is written by a task right after the task that computed it (no
+product is ever assembled whole, on the client or on a worker), and a final task, which
+depends on every block write, appends the small tables and renames the file into place.  No
+other run can touch a partial file (its token is random), and a product is renamed into place
+only once every one of its bytes was written by this run.
 """
 
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from coron3_dask.files import fits_stream
 from coron3_dask.config import Coron3Config
 from coron3_dask.files.products import Provenance, clean_header, product_primary, provenance_table
 
-__all__ = ["plan", "shifts_table", "stream_product"]
+__all__ = ["new_run_token", "partial_name", "plan", "shifts_table", "stream_product"]
 
 _CUBE_VARS = ("sci", "err", "dq", *schema.VAR_NAMES, "area")
 _IMAGE_VARS = ("sci", "err", "con", "wht", *schema.VAR_NAMES)
@@ -38,6 +41,29 @@ def _whole(array: Any) -> Delayed:
     graph, so tasks it shares with other products (alignment, KLIP) would run again.
     """
     return dask.delayed(np.block, pure=True)(array.to_delayed(optimize_graph=False).tolist())
+
+
+def new_run_token() -> str:
+    """Return a fresh random token (8 hex digits) naming one run's temporary files."""
+    return secrets.token_hex(4)
+
+
+def partial_name(path: Path, run_token: str) -> Path:
+    """Return the temporary name of product ``path`` while run ``run_token`` writes it.
+
+    Parameters
+    ----------
+    path : Path
+        Final file name.
+    run_token : str
+        The run's token (:func:`new_run_token`).
+
+    Returns
+    -------
+    Path
+        ``path.parent / f".{path.name}.{run_token}.partial"``.
+    """
+    return path.with_name(f".{path.name}.{run_token}.partial")
 
 
 def _int_times(exposure: xr.Dataset) -> np.ndarray | None:
@@ -62,7 +88,8 @@ def _write_block(
 
     The block may be chunked on the first two axes (later axes whole): each of its rows along
     the first axis is then one contiguous run of the file, at flat index
-    ``(start[0] + i) * n_second + start[1]`` over the first two axes.
+    ``(start[0] + i) * n_second + start[1]`` over the first two axes.  ``tmp`` is this run's
+    private partial file; a system error is raised as ``WriteError`` naming it.
     """
     if block.ndim < 3:
         return fits_stream.write_block(tmp, offsets[name], start[0], block, dtype)
@@ -72,12 +99,22 @@ def _write_block(
     )
 
 
-def _finish(tmp: str, path: str, tables: Mapping[str, np.ndarray | None], written: list[int]) -> str:
-    """Append the small tables and rename the complete file into place."""
+def _finish(
+    tmp: str, path: str, tables: Mapping[str, np.ndarray | None], written: list[int], expected: int
+) -> str:
+    """Append the small tables and rename this run's complete partial file into place.
+
+    Runs only after every block write of the product succeeded (``written`` holds their byte
+    counts); the total is checked against ``expected`` so that a file is never renamed into
+    place unless all of its data was written.
+    """
+    if sum(written) != expected:
+        raise RuntimeError(f"{tmp}: {sum(written)} data bytes written, expected {expected}; not renamed to {path}")
     for name, table in tables.items():
         if table is not None:
             fits_stream.append_table(tmp, name, table, {})
-    Path(tmp).replace(path)
+    with fits_stream.name_errors(tmp, "rename", path):
+        Path(tmp).replace(path)
     return path
 
 
@@ -86,6 +123,8 @@ def stream_product(
     primary: Mapping[str, Any],
     extensions: Mapping[str, tuple[Any, Mapping[str, Any]]],
     tables: Mapping[str, Any],
+    *,
+    run_token: str | None = None,
 ) -> tuple[Delayed, Path]:
     """Pre-allocate one FITS product and plan the streamed writes of its blocks.
 
@@ -100,6 +139,9 @@ def stream_product(
         by block, chunked along their first two axes (later axes are made single-chunk).
     tables : mapping
         EXTNAME to a structured array or a Delayed of one (appended at the end).
+    run_token : str, optional
+        The run's token, making the temporary name private to the run (:func:`partial_name`);
+        default a fresh one.
 
     Returns
     -------
@@ -107,15 +149,24 @@ def stream_product(
         Returns ``str(path)`` once the file is complete and renamed.
     partial : Path
         The temporary name (removed by the caller if the run fails).
+
+    Raises
+    ------
+    WriteError
+        Pre-allocating failed (the partial file is removed first).
     """
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = partial_name(path, run_token or new_run_token())
     specs = [
         fits_stream.ExtensionSpec(name, tuple(arr.shape), np.dtype(arr.dtype), dict(header))
         for name, (arr, header) in extensions.items()
     ]
     # pre-allocated now, by the caller at run time (not as a task: a root task that only
     # the block writes depend on can be scheduled late, leaving every computed block waiting)
-    offsets = fits_stream.preallocate_fits(str(tmp), dict(primary), specs)
+    try:
+        offsets = fits_stream.preallocate_fits(str(tmp), dict(primary), specs)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     written = []
     for name, (arr, _) in extensions.items():
         first_whole = 1 if arr.ndim < 3 else 2
@@ -125,7 +176,8 @@ def stream_product(
         for index, block in np.ndenumerate(arr.to_delayed(optimize_graph=False)):
             start = (starts[0][index[0]], starts[1][index[1]] if first_whole == 2 else 0)
             written.append(dask.delayed(_write_block)(str(tmp), offsets, name, start, n_second, block, arr.dtype))
-    return dask.delayed(_finish)(str(tmp), str(path), dict(tables), written), tmp
+    expected = sum(spec.nbytes for spec in specs)
+    return dask.delayed(_finish)(str(tmp), str(path), dict(tables), written, expected), tmp
 
 
 def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray) -> np.ndarray:
@@ -186,7 +238,7 @@ def _psfalign_layout(ds: xr.Dataset) -> tuple[str, xr.Dataset]:
 
 
 def plan(
-    products: Any, inputs: Any, config: Coron3Config, out: Path, provenance: Provenance
+    products: Any, inputs: Any, config: Coron3Config, out: Path, provenance: Provenance, *, run_token: str | None = None
 ) -> tuple[list[Delayed], dict[str, Any], list[Path]]:
     """Plan the write tasks of every product.
 
@@ -202,6 +254,8 @@ def plan(
         Output directory.
     provenance : Provenance
         Recorded in every product.
+    run_token : str, optional
+        Names this run's temporary files (``writers.partial_name``); default a fresh one per product.
 
     Returns
     -------
@@ -265,7 +319,7 @@ def plan(
             steps=steps,
             asn=asn_cards,
         )
-        task, partial = stream_product(out / name, primary, extensions, tables)
+        task, partial = stream_product(out / name, primary, extensions, tables, run_token=run_token)
         tasks.append(task)
         partials.append(partial)
     return tasks, shifts, partials

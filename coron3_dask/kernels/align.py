@@ -86,7 +86,7 @@ def _checked(
     ref_err: NDArray[np.floating],
     mask: NDArray[np.floating],
 ) -> tuple[NDArray[np.floating], ...]:
-    """The four arrays as ndarrays, after checking their shapes agree."""
+    """Return the four arrays as ndarrays, after checking that their shapes agree."""
     t, r, e, m = (np.asarray(a) for a in (target, refs, ref_err, mask))
     if t.ndim != 2 or m.shape != t.shape or r.ndim != 3 or r.shape[1:] != t.shape or e.shape != r.shape:
         raise ValueError(

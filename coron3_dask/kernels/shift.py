@@ -78,7 +78,8 @@ def fourier_shift(
         if pixel_mtf:
             raise ValueError("pixel_mtf is only available on the float64 path")
         return shift_spectrum_jwst(np.fft.fftn(arr), sx, sy)
-    shifted = _shift_batch(arr[None].astype(np.float64), np.array([float(sx)]), np.array([float(sy)]), pixel_mtf=pixel_mtf)
+    one = arr[None].astype(np.float64)
+    shifted = _shift_batch(one, np.array([float(sx)]), np.array([float(sy)]), pixel_mtf=pixel_mtf)
     return shifted[0]
 
 
@@ -106,9 +107,7 @@ def _axis_factors(n: int, shift: NDArray[np.float64]) -> tuple[NDArray[np.comple
     return c, d
 
 
-def shift_stack(
-    images: NDArray[np.floating], sx: NDArray[np.float64], sy: NDArray[np.float64]
-) -> NDArray[np.float32]:
+def shift_stack(images: NDArray[np.floating], sx: NDArray[np.float64], sy: NDArray[np.float64]) -> NDArray[np.float32]:
     """Float64 Fourier shift of every plane, ``_BATCH`` planes at a time, into float32.
 
     Memory stays at the float32 output plus one batch of float64 work, however many
@@ -140,4 +139,3 @@ def _shift_batch(
     if pixel_mtf:
         z *= np.sinc(sfft.fftfreq(ny))[:, None] * np.sinc(sfft.rfftfreq(nx))[None, :]
     return np.fft.irfft2(z, s=(ny, nx))
-

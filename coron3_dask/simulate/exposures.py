@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from coron3_dask import dq, files
-from coron3_dask.simulate.presets import Companion, Preset
+from coron3_dask.files import records
 from coron3_dask.simulate.instrument import psfmask
 from coron3_dask.simulate.plan import ASN_ID, PROGRAM, Exposure, exposure_times
+from coron3_dask.simulate.presets import Companion, Preset
 from coron3_dask.wcs.tan import pixel_to_sky
 
 __all__ = ["SimulatedProgramme", "exposure_headers", "int_times", "subarray_cards", "write_products"]
@@ -304,8 +304,7 @@ def write_products(
     }
     truth_path = out / "truth.json"
     for path, obj in ((asn_path, asn), (truth_path, truth)):
-        with files.atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(obj, indent=1, default=float))
+        records.write_json(path, obj, indent=1)
     return SimulatedProgramme(
         directory=out,
         asn_path=asn_path,

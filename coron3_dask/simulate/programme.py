@@ -42,8 +42,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from coron3_dask import dq, files, schema
+from coron3_dask.files import records
 from coron3_dask.kernels.shift import fourier_shift
-from coron3_dask.simulate.presets import DEFAULT_COMPANIONS, PRESETS, Companion, Preset, resolve_preset
 from coron3_dask.simulate.exposures import SimulatedProgramme, exposure_headers, int_times, write_products
 from coron3_dask.simulate.instrument import (
     STREAMS,
@@ -55,6 +55,7 @@ from coron3_dask.simulate.instrument import (
     static_aberration,
 )
 from coron3_dask.simulate.plan import TARGET, exposure_times, plan_exposures
+from coron3_dask.simulate.presets import DEFAULT_COMPANIONS, PRESETS, Companion, Preset, resolve_preset
 from coron3_dask.wcs.tan import offset_sky, pc_matrix, sky_to_pixel
 
 __all__ = [
@@ -219,7 +220,7 @@ def simulate_programme(
         for c, (x1, y1) in zip(comps, placed[e.file], strict=False):
             if not (p.non_science_columns + 8 <= x1 - 1 - mean[1] < nx - 8 and 8 <= y1 - 1 - mean[0] < ny - 8):
                 raise ValueError(f"companion {c} falls outside the {p.name} frame at roll {e.roll} deg")
-    out.mkdir(parents=True, exist_ok=True)
+    out = records.ensure_dir(out, "simulation directory")
     phase, exposures, cosmic = static.copy(), [], []
     for k, e in enumerate(plan):
         mean = e.offset.mean(axis=0)

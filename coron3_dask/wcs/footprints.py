@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import shapely
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
@@ -99,27 +100,21 @@ def output_sregion(polygons: Sequence[NDArray[np.float64]], wcs: WCS, shape: tup
     Notes
     -----
     stcal ``combine_sregions`` (shapely union in output pixel coordinates, intersection
-    with the output bounding box, collinear-vertex simplification).  shapely is optional:
-    without it the output frame's own four corners are reported.
+    with the output bounding box, collinear-vertex simplification).
     """
     ny, nx = shape
     box = np.array([[-0.5, -0.5], [-0.5, ny - 0.5], [nx - 0.5, ny - 0.5], [nx - 0.5, -0.5]])
-    try:
-        import shapely  # optional: a dependency of stcal, not of coron3_dask
-    except ImportError:
-        final = [box]
-    else:
-        pix = [np.column_stack(wcs.wcs_world2pix(p[:, 0], p[:, 1], 0)) for p in polygons]
-        union = shapely.unary_union([shapely.geometry.Polygon(p) for p in pix])
-        parts = list(getattr(union, "geoms", [union]))
-        clip = shapely.geometry.Polygon(box)
-        final = []
-        for part in parts:
-            inter = shapely.intersection(shapely.geometry.Polygon(_ring(part)), clip)
-            if not inter.is_empty:
-                final.append(_ring(inter))
-        if not final:
-            return None
+    pix = [np.column_stack(wcs.wcs_world2pix(p[:, 0], p[:, 1], 0)) for p in polygons]
+    union = shapely.unary_union([shapely.geometry.Polygon(p) for p in pix])
+    parts = list(getattr(union, "geoms", [union]))
+    clip = shapely.geometry.Polygon(box)
+    final = []
+    for part in parts:
+        inter = shapely.intersection(shapely.geometry.Polygon(_ring(part)), clip)
+        if not inter.is_empty:
+            final.append(_ring(inter))
+    if not final:
+        return None
     strings = []
     for poly in final:
         ra, dec = wcs.wcs_pix2world(poly[:, 0], poly[:, 1], 0)

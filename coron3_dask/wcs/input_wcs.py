@@ -93,16 +93,14 @@ def exposure_wcs(attrs: Mapping[str, Any]) -> Any:
     Returns
     -------
     gwcs.WCS or astropy.wcs.WCS
-        ``asdf_wcs`` if present and gwcs is importable, otherwise
+        ``asdf_wcs`` if present (a ``gwcs.WCS``), otherwise
         ``wcs_from_header(attrs["sci_header"])``.
     """
     gwcs_object = attrs.get("asdf_wcs")
     if gwcs_object is not None:
-        try:
-            import gwcs  # optional dependency: only needed to evaluate a gWCS
-        except ImportError:
-            gwcs = None
-        if gwcs is not None and isinstance(gwcs_object, gwcs.WCS):
+        import gwcs  # imported here: only exposures read with a gWCS need it
+
+        if isinstance(gwcs_object, gwcs.WCS):
             return gwcs_object
     return wcs_from_header(attrs["sci_header"])
 

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from coron3_dask.wcs.footprints import footprints
 from coron3_dask.wcs.input_wcs import card_value, pixel_to_radec, radec_to_pixel, wcs_from_header
+from coron3_dask.wcs.tan import pc_from_angle
 
 __all__ = ["mean_pixel_scale", "output_grid", "output_header", "reference_pixel_scale"]
 
@@ -161,7 +162,7 @@ def _orientation(header: Mapping[str, Any], wcs: Any, rotation: float | None) ->
         matrix = _local_matrix(header, wcs)
         vparity = 1 if np.linalg.det(matrix) > 0 else -1
         rel = np.arctan2(matrix[0, 1], matrix[1, 1]) if rotation is None else np.deg2rad(rotation)
-    return np.array([[vparity * np.cos(rel), np.sin(rel)], [-vparity * np.sin(rel), np.cos(rel)]])
+    return pc_from_angle(rel, vparity)
 
 
 def _local_matrix(header: Mapping[str, Any], wcs: Any) -> NDArray[np.float64]:

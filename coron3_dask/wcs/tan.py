@@ -1,4 +1,4 @@
-"""FITS ``RA---TAN``/``DEC--TAN`` projection math of the simulator (plain ``math``, no astropy).
+"""FITS ``RA---TAN``/``DEC--TAN`` projection math in plain ``math``/NumPy (no astropy), and the PC matrix.
 
 The simulated exposures' WCS is a gnomonic projection with a JWST roll matrix; these
 functions place companions on the detector and write ``S_REGION`` through the same
@@ -12,13 +12,21 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["offset_sky", "pc_matrix", "pixel_to_sky", "sky_to_pixel"]
+__all__ = ["offset_sky", "pc_from_angle", "pc_matrix", "pixel_to_sky", "sky_to_pixel"]
+
+
+def pc_from_angle(angle: float, vparity: int) -> NDArray[np.float64]:
+    """FITS ``PC`` matrix, 2x2, of a rotation ``angle`` (radians) and an x parity (+1 or -1).
+
+    The one PC formula of the package (stcal ``calc_rotation_matrix``): the simulator's
+    exposures and the resampled output grid both use it.
+    """
+    return np.array([[vparity * np.cos(angle), np.sin(angle)], [-vparity * np.sin(angle), np.cos(angle)]])
 
 
 def pc_matrix(roll_deg: float, v3i_yang: float, vparity: int = -1) -> NDArray[np.float64]:
     """FITS ``PC`` matrix of a telescope roll (``ROLL_REF``, ``V3I_YANG``, ``VPARITY``), 2x2."""
-    rel = math.radians(roll_deg - vparity * v3i_yang)
-    return np.array([[vparity * math.cos(rel), math.sin(rel)], [-vparity * math.sin(rel), math.cos(rel)]])
+    return pc_from_angle(math.radians(roll_deg - vparity * v3i_yang), vparity)
 
 
 def sky_to_pixel(

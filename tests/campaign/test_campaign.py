@@ -71,3 +71,18 @@ def test_list_file_and_no_associations(programmes, tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "campaign.json").read_text())["done"] == 2
     assert main(["campaign", "-o", str(tmp_path / "none")]) == 1
     assert "no associations" in capsys.readouterr().err
+
+
+def test_override_psfmask_is_honoured_by_campaign_as_by_run(programmes, tmp_path, monkeypatch):
+    """``align_refs.override_psfmask`` is resolved once, in open_inputs, for run and campaign alike."""
+    (a, mask), _ = programmes[0]
+    monkeypatch.setenv("CRDS_PATH", str(tmp_path / "no_crds_here"))  # a lookup would fail
+    common = ["--scheduler", "synchronous", "--no-progress", "--set", "resample.skip=true",
+              "--set", f"align_refs.override_psfmask={mask}"]
+    assert main(["campaign", str(a), "-o", str(tmp_path / "camp"), *common]) == 0
+    assert main(["run", str(a), "-o", str(tmp_path / "run"), *common]) == 0
+    record = json.loads(next((tmp_path / "camp").rglob("*_coron3_dask.json")).read_text())
+    assert str(mask) in record["inputs"]  # the PSFMASK the run used, with its path
+    camp = sorted(p.name for p in (tmp_path / "camp").rglob("*_psfsub.fits"))
+    assert camp and camp == sorted(p.name for p in (tmp_path / "run").rglob("*_psfsub.fits"))
+

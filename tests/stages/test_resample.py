@@ -12,7 +12,13 @@ import xarray as xr
 from coron3_dask import dq
 from coron3_dask import wcs as W
 from coron3_dask.kernels import drizzle as K
-from coron3_dask.stages.resample import resample
+from coron3_dask.config import ResampleParams
+from coron3_dask.pipeline import build_i2d
+
+
+def resample(exposures, **params):
+    """The i2d of ``exposures`` with the given resample parameters (validated where declared)."""
+    return build_i2d(exposures, ResampleParams(**params))
 from coron3_dask.testing import raise_if_dask_computes
 
 DIMS = ("integration", "y", "x")
@@ -118,7 +124,7 @@ def test_graph_is_a_balanced_tree_with_one_task_per_integration(exposures):
     assert prefixes.count("_drizzle_frame") == 5
     assert prefixes.count("combine") == 4
     assert prefixes.count("finalize") == 1
-    assert prefixes.count("_exposure_pixmap") == 2
+    assert prefixes.count("exposure_pixmap") == 2
 
 
 def test_reduction_order_does_not_change_the_products(exposures):
