@@ -94,7 +94,7 @@ def parse_bits(spec: str | int | None) -> int:
         return 0
     try:
         value = interpret_bit_flags(spec, flag_name_map=PIXEL)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"invalid DQ bit specification {spec!r}: {exc}") from None
     if value is None:
         return 0

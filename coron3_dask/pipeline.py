@@ -19,6 +19,7 @@ from typing import Any
 import dask
 import numpy as np
 import xarray as xr
+from dask.delayed import Delayed
 
 from coron3_dask import dq, files, schema
 from coron3_dask.config import Coron3Config, ResampleParams
@@ -29,6 +30,7 @@ from coron3_dask.stages.klip import klip
 from coron3_dask.stages.outliers import flag_outliers
 from coron3_dask.stages.resample import resample
 from coron3_dask.stages.stack_refs import stack_refs
+from coron3_dask.stages.usable import usable_guard
 from coron3_dask.wcs.resample_grid import exposure_pixmap, resample_grid
 
 __all__ = ["Inputs", "Products", "RunResult", "build", "build_i2d", "open_inputs", "run", "run_record_name"]
@@ -105,6 +107,9 @@ class Products:
     psfalign: dict[str, xr.Dataset] = field(default_factory=dict)
     psfsub: dict[str, xr.Dataset] = field(default_factory=dict)
     i2d: dict[str, xr.Dataset] = field(default_factory=dict)
+    #: a task that raises :class:`~coron3_dask.kernels.usable.UnusableDataError` when some
+    #: integration has no usable pixel; no product is renamed into place before it passes
+    guard: Delayed | None = None
 
     def items(self) -> list[tuple[str, str, xr.Dataset]]:
         """``(kind, file name, dataset)`` for every product, in pipeline order."""
@@ -116,7 +121,7 @@ def _outliers(exposure: xr.Dataset, config: Coron3Config) -> xr.Dataset:
     params = config.outlier_detection
     if params.skip:
         return exposure
-    out = flag_outliers(exposure, good_bits=params.good_bits, maskpt=params.maskpt, snr=params.snr1)
+    out = flag_outliers(exposure, good_bits=params.good_bits_mask, maskpt=params.maskpt, snr=params.snr1)
     out.attrs["steps"] = metadata.mark_step(exposure.attrs, "outlier_detection")
     return out
 
@@ -167,7 +172,7 @@ def build_i2d(exposures: Sequence[xr.Dataset], params: ResampleParams | None = N
     )
     weighting = [metadata.drizzle_weighting(a, params.weight_type) for a in attrs]
     pixmap = dask.delayed(exposure_pixmap, pure=True)
-    drizzle = {"pixfrac": params.pixfrac, "kernel": params.kernel, "fillval": params.fillval}
+    drizzle: dict[str, Any] = {"pixfrac": params.pixfrac, "kernel": params.kernel, "fillval": params.fillval}
     i2d = resample(
         exposures,
         [pixmap(source, shape, grid.header) for source, shape in zip(grid.sources, shapes, strict=True)],
@@ -201,7 +206,7 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
     asn = inputs.association
     products = Products()
     align = config.align_refs
-    bad_bits = dq.parse_bits(align.bad_bits)
+    bad_bits = align.bad_bits_mask
     psf_flagged = []
     for path, exposure in zip(asn.psf, inputs.psf, strict=True):
         flagged = _outliers(exposure, config)
@@ -214,8 +219,10 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
         stack, box=align.median_box_length, bad_bits=bad_bits, zero_bits=_zero_bits(stack)
     )
     to_resample = []
+    checks: list[tuple[xr.Dataset, xr.DataArray | None, str]] = [(stack, None, _NO_REFERENCE)]
     for path, exposure in zip(asn.science, inputs.science, strict=True):
         flagged = _outliers(exposure, config)
+        checks.append((flagged, inputs.psfmask, _NO_SCIENCE))
         products.crfints[exposure_product_name(path, asn.asn_id, "crfints")] = flagged
         target = replace_bad_pixels(
             flagged, box=align.median_box_length, bad_bits=bad_bits, zero_bits=_zero_bits(flagged)
@@ -239,7 +246,12 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
         i2d = build_i2d(to_resample, config.resample)
         i2d.attrs["steps"] = metadata.mark_step(to_resample[0].attrs, "resample")
         products.i2d[source_product_name(asn.product_name, config.suffix)] = i2d
+    products.guard = usable_guard(checks, bad_bits=bad_bits)
     return products
+
+
+_NO_REFERENCE = "no usable pixel (all NaN or flagged by align_refs.bad_bits): a reference needs at least one"
+_NO_SCIENCE = "no usable pixel inside the PSFMASK (all NaN, flagged or masked out)"
 
 
 @dataclass
@@ -287,7 +299,7 @@ def run(
     ------
     coron3_dask.files.lock.OutputLockedError
         Another run is writing into ``output_dir`` (refused at once, naming the holder).
-    coron3_dask.files.fits_stream.WriteError
+    coron3_dask.files.errors.WriteError
         A system error (a full disk, a permission) while writing, naming the file.
 
     Notes
@@ -301,10 +313,7 @@ def run(
     """
     from coron3_dask.files import lock, writers
 
-    out = Path(output_dir).resolve()  # workers may run in another working directory
-    if out.exists() and not out.is_dir():
-        raise files.InputError(f"--output-dir {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    out = files.ensure_dir(output_dir, "--output-dir")  # absolute: workers may run elsewhere
     run_token = writers.new_run_token()
     with lock.OutputLock(out, association=inputs.association.path):
         products = products or build(inputs, config)
@@ -315,13 +324,8 @@ def run(
             tasks, shifts, partials = writers.plan(products, inputs, config, out, provenance, run_token=run_token)
             names = list(shifts)
             results = (compute or _compute)(*tasks, *shifts.values())
-        except BaseException:
-            # the token is this run's alone: the glob also finds what a plan that failed half-way made
-            for partial in {*partials, *out.glob(f".*.{run_token}.partial")}:
-                try:
-                    partial.unlink(missing_ok=True)
-                except OSError:
-                    log.warning("could not remove %s", partial)
+        except BaseException:  # KeyboardInterrupt included
+            writers.remove_partials(out, run_token, partials)
             raise
         paths, fitted = results[: len(tasks)], dict(zip(names, results[len(tasks) :], strict=True))
         record = {

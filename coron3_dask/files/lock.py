@@ -25,7 +25,7 @@ Design notes
   while it is held can defeat the lock.
 * On network filesystems flock is only as good as the client's lock support (Linux NFS
   clients map it onto NFS byte-range locks, which work across machines).  A filesystem that
-  refuses flock altogether raises :class:`~coron3_dask.files.fits_stream.WriteError`
+  refuses flock altogether raises :class:`~coron3_dask.files.errors.WriteError`
   ("cannot lock ...") rather than running unprotected.
 """
 
@@ -42,8 +42,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from coron3_dask.files.errors import WriteError, name_errors
 from coron3_dask.files.fits_read import InputError
-from coron3_dask.files.fits_stream import WriteError, name_errors
 
 __all__ = ["LOCK_NAME", "OutputLock", "OutputLockedError", "describe_holder"]
 

@@ -35,6 +35,7 @@ from coron3_dask.config import ConfigError
 
 __all__ = [
     "JWST_SUFFIXES",
+    "PIPELINE_NAMES",
     "STEP_CLASSES",
     "STPIPE_BOOKKEEPING",
     "ParameterFile",

@@ -12,8 +12,9 @@ only once every one of its bytes was written by this run.
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,13 @@ import xarray as xr
 from dask.delayed import Delayed
 
 from coron3_dask import files, schema
-
-from coron3_dask.files import fits_stream
 from coron3_dask.config import Coron3Config
+from coron3_dask.files import fits_stream
 from coron3_dask.files.products import Provenance, clean_header, product_primary, provenance_table
 
-__all__ = ["new_run_token", "partial_name", "plan", "shifts_table", "stream_product"]
+__all__ = ["new_run_token", "partial_name", "plan", "remove_partials", "shifts_table", "stream_product"]
+
+log = logging.getLogger(__name__)
 
 _CUBE_VARS = ("sci", "err", "dq", *schema.VAR_NAMES, "area")
 _IMAGE_VARS = ("sci", "err", "con", "wht", *schema.VAR_NAMES)
@@ -64,6 +66,26 @@ def partial_name(path: Path, run_token: str) -> Path:
         ``path.parent / f".{path.name}.{run_token}.partial"``.
     """
     return path.with_name(f".{path.name}.{run_token}.partial")
+
+
+def remove_partials(directory: Path, run_token: str, partials: Sequence[Path] = ()) -> None:
+    """Remove one run's partial files after it failed (a file that cannot be removed is logged).
+
+    Parameters
+    ----------
+    directory : Path
+        The output directory.
+    run_token : str
+        The failed run's token: every ``.*.{run_token}.partial`` there is its own (also those
+        of a plan that failed half-way, before it could return its list).
+    partials : sequence of Path
+        The partial names the run's plan returned.
+    """
+    for partial in {*partials, *directory.glob(f".*.{run_token}.partial")}:
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", partial, exc)
 
 
 def _int_times(exposure: xr.Dataset) -> np.ndarray | None:

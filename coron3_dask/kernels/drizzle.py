@@ -18,7 +18,7 @@ import numpy as np
 from drizzle.resample import Drizzle
 from numpy.typing import NDArray
 
-__all__ = ["VARIANCE_NAMES", "Partial", "combine", "drizzle_partial", "drizzle_weight", "finalize", "fill_value"]
+__all__ = ["VARIANCE_NAMES", "Partial", "combine", "drizzle_partial", "drizzle_weight", "fill_value", "finalize"]
 
 #: variance planes, in the order of ``Partial.var_num`` / ``Partial.var_wht``
 VARIANCE_NAMES: tuple[str, str, str] = ("var_rnoise", "var_flat", "var_poisson")

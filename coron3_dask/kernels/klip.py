@@ -80,6 +80,8 @@ def klip_model(
     n_ref = len(refs)
     if n_ref < 2:
         raise ValueError(f"KLIP needs at least 2 reference images, got {n_ref}")
+    if truncate < 0:
+        raise ValueError(f"KLIP truncate must be >= 0, got {truncate}")
     flat = np.asarray(refs).reshape(n_ref, -1)
     npix = flat.shape[1]
     blocks = _blocks(npix, block)

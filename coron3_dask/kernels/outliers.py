@@ -130,6 +130,8 @@ def flag_one(
     median is their mean.  NaN errors count as zero, so any finite non-zero difference is
     flagged there, exactly as stcal's ``flag_crs``.
     """
+    if not 0.0 <= maskpt <= 1.0 or not snr > 0:
+        raise ValueError(f"outlier detection needs 0 <= maskpt <= 1 and snr > 0, got maskpt={maskpt}, snr={snr}")
     weight = good_pixels(dq, good_bits=good_bits)
     threshold = weight_threshold(weight, maskpt=maskpt)
     usable = ~(weight.astype(np.float32) < np.float32(threshold)) if np.isfinite(threshold) else np.ones_like(weight)

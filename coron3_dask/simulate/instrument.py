@@ -81,7 +81,8 @@ def coronagraphic_psf(
     """
     optics = coronagraph(preset)
     phase = static_aberration(optics, seed) if phase_nm is None else phase_nm
-    return fourier_shift(optics.star_point_image(phase), offset[1], offset[0], pixel_mtf=True)
+    image = fourier_shift(optics.star_point_image(phase), offset[1], offset[0], pixel_mtf=True)
+    return np.asarray(image, dtype=np.float64)  # the float64 path: no copy
 
 
 def offaxis_psf(
@@ -90,7 +91,8 @@ def offaxis_psf(
     """Unocculted PSF through the Lyot stop at pixel ``position = (y, x)`` (default: mask centre), sum ~1."""
     optics = coronagraph(preset)
     y, x = optics.spec.center if position is None else position
-    return fourier_shift(optics.offaxis_point_image(static_aberration(optics, seed), y, x), 0, 0, pixel_mtf=True)
+    image = fourier_shift(optics.offaxis_point_image(static_aberration(optics, seed), y, x), 0, 0, pixel_mtf=True)
+    return np.asarray(image, dtype=np.float64)  # the float64 path: no copy
 
 
 def psfmask(preset: str | Preset = "SUB320A335R") -> NDArray[np.float32]:

@@ -37,6 +37,8 @@ def replace_bad_pixels(cube: xr.Dataset, *, box: int, bad_bits: int, zero_bits: 
     xr.DataArray
         The replaced ``sci``, float32, same dims and chunks; one kernel call per frame.
     """
+    if box < 0:
+        raise ValueError(f"median_box_length must be >= 0, got {box}")
     frame = list(schema.FRAME_DIMS)
     return xr.apply_ufunc(
         median_replace.median_replace_one,

@@ -11,7 +11,7 @@ from coron3_dask.kernels import outliers as kernel
 __all__ = ["flag_outliers"]
 
 
-def flag_outliers(exposure: xr.Dataset, *, good_bits: str, maskpt: float, snr: float) -> xr.Dataset:
+def flag_outliers(exposure: xr.Dataset, *, good_bits: int, maskpt: float, snr: float) -> xr.Dataset:
     """Flag outliers against the median of the exposure's own integrations.
 
     Parameters
@@ -19,12 +19,13 @@ def flag_outliers(exposure: xr.Dataset, *, good_bits: str, maskpt: float, snr: f
     exposure : xr.Dataset
         One calints exposure: ``sci``, ``err`` (float32), ``dq`` (uint32) and the
         ``var_*`` planes present, on ``(integration, y, x)``.
-    good_bits : str
-        jwst bit specification of acceptable DQ bits (default ``"~DO_NOT_USE"``).
+    good_bits : int
+        Acceptable DQ bits, resolved from jwst's specification by the config
+        (``OutlierParams.good_bits_mask``; ``"~DO_NOT_USE"`` is ``0xFFFFFFFE``).
     maskpt : float
-        Weight-threshold fraction.
+        Weight-threshold fraction, in [0, 1].
     snr : float
-        Detection threshold in units of ERR (the first ``snr`` value of jwst's string).
+        Detection threshold in units of ERR (the first ``snr`` value of jwst's string), > 0.
 
     Returns
     -------
@@ -39,6 +40,9 @@ def flag_outliers(exposure: xr.Dataset, *, good_bits: str, maskpt: float, snr: f
     exposure (one task), matching jwst's per-exposure ``outlier_detection`` in coron mode
     (spec section 5).
     """
+    if not 0.0 <= maskpt <= 1.0 or not snr > 0 or not 0 <= good_bits <= 0xFFFFFFFF:
+        got = f"maskpt={maskpt}, snr={snr}, good_bits={good_bits}"
+        raise ValueError(f"flag_outliers needs 0 <= maskpt <= 1, snr > 0 and 32-bit good_bits; got {got}")
     variances = [name for name in schema.VAR_NAMES if name in exposure]
     names = ["sci", "err", "dq", *variances]
     cube = list(schema.CUBE_DIMS)
@@ -50,7 +54,7 @@ def flag_outliers(exposure: xr.Dataset, *, good_bits: str, maskpt: float, snr: f
         input_core_dims=[cube] * len(names),
         output_core_dims=[cube] * len(names),
         kwargs={
-            "good_bits": dq.parse_bits(good_bits),
+            "good_bits": good_bits,
             "maskpt": maskpt,
             "snr": snr,
             "flag_bits": dq.DO_NOT_USE | dq.OUTLIER,

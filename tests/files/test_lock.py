@@ -292,6 +292,21 @@ def test_a_run_holds_the_lock_writes_private_partials_and_touches_nothing_else(i
     assert left == sorted([*expected, *(p.name for p in foreign)])
 
 
+def test_an_interrupted_run_removes_its_partials_and_releases_the_lock(inputs, tmp_path):
+    out = tmp_path / "out"
+    seen = []
+
+    def interrupted(*collections):
+        seen.extend(p.name for p in out.iterdir() if TOKEN_PARTIAL.match(p.name))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(inputs, load_config(), out, compute=interrupted)
+    assert seen, "no partial file existed while computing"
+    assert list(out.iterdir()) == []
+    OutputLock(out).acquire().release()
+
+
 def _data(path: Path) -> dict[str, np.ndarray]:
     with fits.open(path) as hdul:
         hdul.verify("exception")

@@ -37,7 +37,7 @@ def _exposure(n=4, shape=(16, 12), seed=0, name="a_calints.fits"):
 def test_outliers_lazy_and_equal_to_kernel():
     ds = _exposure()
     with raise_if_dask_computes():
-        out = flag_outliers(ds, good_bits="~DO_NOT_USE", maskpt=0.7, snr=5.0)
+        out = flag_outliers(ds, good_bits=0xFFFFFFFE, maskpt=0.7, snr=5.0)  # "~DO_NOT_USE"
     assert out["sci"].dtype == np.float32 and out["dq"].dtype == np.uint32
     eager = outlier_kernel.flag_exposure(
         ds.sci.values, ds.err.values, ds.dq.values, ds.var_rnoise.values,
@@ -137,3 +137,19 @@ def test_align_refs_block_size_does_not_change_results(monkeypatch):
     split = split.compute()
     for name in ("sci", "err", "shifts"):
         np.testing.assert_array_equal(split[name].values, whole[name].values)
+
+
+def test_public_stages_reject_invalid_arguments():
+    from coron3_dask.stages.align_refs import replace_bad_pixels
+
+    ds = _exposure()
+    with pytest.raises(ValueError, match="maskpt"):
+        flag_outliers(ds, good_bits=0xFFFFFFFE, maskpt=1.5, snr=5.0)
+    with pytest.raises(ValueError, match="snr"):
+        flag_outliers(ds, good_bits=0xFFFFFFFE, maskpt=0.7, snr=-1.0)
+    with pytest.raises(ValueError, match="median_box_length"):
+        replace_bad_pixels(ds, box=-1, bad_bits=1, zero_bits=0)
+    with pytest.raises(ValueError, match="truncate"):
+        klip_kernel.klip_model(np.ones((3, 4, 4)), truncate=-2)
+    with pytest.raises(ValueError, match="maskpt"):
+        outlier_kernel.flag_one(ds.sci.values, ds.err.values, ds.dq.values, good_bits=0, maskpt=-0.1, snr=5.0)
