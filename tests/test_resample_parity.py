@@ -21,11 +21,13 @@ ratio 0.7, rotation 10  1.9e-7/1.0e-5  0/4.3e-7       0/1.7e-7       dCRPIX 9e-8
 ======================  =============  =============  =============  =========================
 
 max |dSCI| is 4e-6 .. 8e-6 on values up to ~28 (float32 round-off; the larger relative figures are
-at SCI ~ 0).  CON, the NaN pattern, the shape, CRVAL, PC, S_REGION and the exposure-time cards are
-identical.  With the FITS WCS, CRPIX and CDELT differ from jwst at float64 round-off of jwst's
-1-pixel ``compute_scale`` (wcslib instead of astropy.modeling evaluating the same TAN WCS); with
-the gWCS the grid is bit-identical.  The SCI/WHT differences are the expected ones between jwst's
-running float32 weighted mean and our associative partial sums with a single final division.
+at SCI ~ 0); the VAR_* planes agree like ERR (median <= 1e-7, 99th percentile <= 3.5e-7).  CON,
+the NaN pattern, the shape, CRVAL, PC, S_REGION and the exposure-time cards are identical (and
+asserted so); the tolerances below are ~10x the measured figures.  With the FITS WCS, CRPIX and
+CDELT differ from jwst at float64 round-off of jwst's 1-pixel ``compute_scale`` (wcslib instead of
+astropy.modeling evaluating the same TAN WCS); with the gWCS the grid is bit-identical.  The SCI/WHT
+differences are the expected ones between jwst's running float32 weighted mean and our associative
+partial sums with a single final division.
 """
 
 from __future__ import annotations
@@ -53,7 +55,11 @@ SHAPE = (96, 80)
 N_INT = 2
 SCALE = 0.063 / 3600.0
 DIMS = ("integration", "y", "x")
-TOL = 1e-4
+#: |ours - jwst| / |jwst| bounds (99th percentile over pixels with WHT > 0), ~10x the measured maxima
+#: of the table above: SCI 1.3e-5 (float32 running mean vs one division), other planes 5.1e-7
+P99_TOL = {"sci": 1e-4, "wht": 5e-6, "err": 5e-6, "var_rnoise": 5e-6, "var_poisson": 5e-6, "var_flat": 5e-6}
+MEDIAN_TOL = 2e-6  # every plane (measured <= 2.2e-7)
+SCI_ATOL = 1e-4  # max |dSCI| on values up to ~28 (measured <= 7.6e-6)
 
 
 def _header(roll, crpix):
@@ -173,10 +179,9 @@ def test_resample_matches_jwst(tmp_path, monkeypatch, use_gwcs, pars):
     assert ours["sci"].shape == ref.data.shape
     header = ours.attrs["wcs_header"]
     info = ref.meta.wcsinfo
-    np.testing.assert_allclose([header["CRVAL1"], header["CRVAL2"]], [info.crval1, info.crval2], rtol=1e-12)
+    assert (header["CRVAL1"], header["CRVAL2"]) == (info.crval1, info.crval2)  # identical (measured)
     np.testing.assert_allclose([header["CRPIX1"], header["CRPIX2"]], [info.crpix1, info.crpix2], rtol=0, atol=1e-6)
-    np.testing.assert_allclose([header[f"PC{i}_{j}"] for i in (1, 2) for j in (1, 2)],
-                               [info.pc1_1, info.pc1_2, info.pc2_1, info.pc2_2], rtol=0, atol=1e-12)
+    assert [header[f"PC{i}_{j}"] for i in (1, 2) for j in (1, 2)] == [info.pc1_1, info.pc1_2, info.pc2_1, info.pc2_2]
     np.testing.assert_allclose(header["CDELT1"], info.cdelt1, rtol=1e-8)
     if use_gwcs:  # same WCS evaluation as jwst: the grid is bit-identical
         assert (header["CRPIX1"], header["CRPIX2"], header["CDELT1"]) == (info.crpix1, info.crpix2, info.cdelt1)
@@ -188,8 +193,8 @@ def test_resample_matches_jwst(tmp_path, monkeypatch, use_gwcs, pars):
         values = ours[name].values
         np.testing.assert_array_equal(np.isnan(values), np.isnan(reference), err_msg=name)
         median, p99 = _relative(reference, values, weighted)
-        assert median < TOL and p99 < TOL, f"{name}: median {median:.2g}, 99th percentile {p99:.2g}"
-    np.testing.assert_allclose(ours["sci"].values, ref.data, rtol=0, atol=1e-4, equal_nan=True)
+        assert median < MEDIAN_TOL and p99 < P99_TOL[name], f"{name}: median {median:.2g}, 99th percentile {p99:.2g}"
+    np.testing.assert_allclose(ours["sci"].values, ref.data, rtol=0, atol=SCI_ATOL, equal_nan=True)
 
     a, exposure = ours.attrs, ref.meta.exposure
     assert a["NDRIZ"] == ref.meta.resample.pointings == 2

@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 from dask.delayed import Delayed
 
-from coron3_dask import files, schema
+from coron3_dask import schema
 from coron3_dask.config import Coron3Config
 from coron3_dask.files import fits_stream
 from coron3_dask.files.products import Provenance, clean_header, product_primary, provenance_table
@@ -122,13 +122,14 @@ def _write_block(
 
 
 def _finish(
-    tmp: str, path: str, tables: Mapping[str, np.ndarray | None], written: list[int], expected: int
+    tmp: str, path: str, tables: Mapping[str, np.ndarray | None], written: list[int], expected: int, after: object
 ) -> str:
     """Append the small tables and rename this run's complete partial file into place.
 
     Runs only after every block write of the product succeeded (``written`` holds their byte
-    counts); the total is checked against ``expected`` so that a file is never renamed into
-    place unless all of its data was written.
+    counts) and after ``after`` (the run's guard, which raises when some input integration has
+    no usable pixel); the total is checked against ``expected`` so that a file is never renamed
+    into place unless all of its data was written.
     """
     if sum(written) != expected:
         raise RuntimeError(f"{tmp}: {sum(written)} data bytes written, expected {expected}; not renamed to {path}")
@@ -147,6 +148,7 @@ def stream_product(
     tables: Mapping[str, Any],
     *,
     run_token: str | None = None,
+    after: Delayed | None = None,
 ) -> tuple[Delayed, Path]:
     """Pre-allocate one FITS product and plan the streamed writes of its blocks.
 
@@ -164,6 +166,8 @@ def stream_product(
     run_token : str, optional
         The run's token, making the temporary name private to the run (:func:`partial_name`);
         default a fresh one.
+    after : Delayed, optional
+        A task that must succeed before the product is renamed into place (the run's guard).
 
     Returns
     -------
@@ -199,7 +203,7 @@ def stream_product(
             start = (starts[0][index[0]], starts[1][index[1]] if first_whole == 2 else 0)
             written.append(dask.delayed(_write_block)(str(tmp), offsets, name, start, n_second, block, arr.dtype))
     expected = sum(spec.nbytes for spec in specs)
-    return dask.delayed(_finish)(str(tmp), str(path), dict(tables), written, expected), tmp
+    return dask.delayed(_finish)(str(tmp), str(path), dict(tables), written, expected, after), tmp
 
 
 def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray) -> np.ndarray:
@@ -249,7 +253,7 @@ def _extensions(ds: xr.Dataset, names: tuple[str, ...], sci_header: Mapping[str,
 
 
 def _psfalign_layout(ds: xr.Dataset) -> tuple[str, xr.Dataset]:
-    """The one place that decides the psfalign product layout from the alignment mode.
+    """Decide the psfalign product layout from the alignment mode (the one place that does).
 
     ``align_to="each"``: a 4-D ``QuadModel`` ``(integration, ref, y, x)``; ``"first"``: the
     shared reference set as a 3-D ``CubeModel`` ``(ref, y, x)``, as jwst writes it.
@@ -341,7 +345,8 @@ def plan(
             steps=steps,
             asn=asn_cards,
         )
-        task, partial = stream_product(out / name, primary, extensions, tables, run_token=run_token)
+        guard = getattr(products, "guard", None)
+        task, partial = stream_product(out / name, primary, extensions, tables, run_token=run_token, after=guard)
         tasks.append(task)
         partials.append(partial)
     return tasks, shifts, partials

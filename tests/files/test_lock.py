@@ -198,7 +198,7 @@ def test_append_table_and_rename_errors_name_the_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "replace", denied)
     with pytest.raises(WriteError) as info:
-        writers._finish(str(path), str(tmp_path / "final.fits"), {}, [64], 64)
+        writers._finish(str(path), str(tmp_path / "final.fits"), {}, [64], 64, None)
     assert str(info.value) == f"cannot rename {path} to {tmp_path / 'final.fits'}: [Errno {errno.EACCES}] " + (
         os.strerror(errno.EACCES)
     )
@@ -221,7 +221,7 @@ def test_finish_never_renames_an_incomplete_file(tmp_path):
     path = tmp_path / "t.fits"
     fits_stream.preallocate_fits(path, {}, [ExtensionSpec("SCI", (2, 4, 4), np.float32)])
     with pytest.raises(RuntimeError, match="not renamed"):
-        writers._finish(str(path), str(tmp_path / "final.fits"), {}, [64], 128)
+        writers._finish(str(path), str(tmp_path / "final.fits"), {}, [64], 128, None)
     assert not (tmp_path / "final.fits").exists()
 
 

@@ -91,12 +91,14 @@ _STEMS = [f"jw01386002001_03108_00001_nrcalong{sep}{suffix}" for sep in "_-" for
     "c1020", "nrcalong", "calints_crfints", "crfints-psfsub")]
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("stem", _STEMS)
 def test_exposure_root_agrees_with_jwst_remove_suffix(stem):
     suffix = pytest.importorskip("jwst.lib.suffix")
     assert exposure_root(f"{stem}.fits") == suffix.remove_suffix(stem)[0]
 
 
+@pytest.mark.parity
 def test_every_jwst_known_suffix_is_removed():
     suffix = pytest.importorskip("jwst.lib.suffix")
     differ = [s for s in sorted(suffix.KNOW_SUFFIXES)
@@ -194,6 +196,7 @@ def test_run_wrote_every_kind(run):
     assert counts == {"crfints": n_sci + n_psf, "psfstack": 1, "psfalign": n_sci, "psfsub": n_sci, "i2d": 1}
 
 
+@pytest.mark.parity
 def test_every_product_opens_as_its_data_model(run):
     datamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
     ny, nx = json.loads(run.programme.truth_path.read_text())["preset"]["shape"]

@@ -11,6 +11,7 @@ must equal the generated ones.  The parity property also opens each file with
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 
 from coron3_dask.files import writers
 
-SETTINGS = settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 #: float32 bit patterns that a value-level comparison would get wrong or never generate
 SPECIAL_F32 = np.array([
@@ -99,7 +100,7 @@ def _chunks(draw: st.DrawFn, n: int) -> tuple[int, ...]:
     """A random chunking of an axis of length ``n``."""
     cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=min(n - 1, 4)))) if n > 1 else []
     edges = [0, *cuts, n]
-    return tuple(b - a for a, b in zip(edges[:-1], edges[1:], strict=True))
+    return tuple(b - a for a, b in itertools.pairwise(edges))
 
 
 @st.composite

@@ -27,8 +27,8 @@ def tan_header(ra=150.1, dec=-30.2, roll=20.0, shape=(96, 80), *, vparity=-1, v3
 def two_rolls(shape=(96, 80), with_sregion=True):
     headers = [tan_header(roll=20.0, shape=shape), tan_header(roll=35.0, shape=shape, crpix=(40.1, 50.7))]
     if with_sregion:
-        from stcal.alignment.util import compute_s_region_imaging  # test-only dependency
-
+        # jwst's own S_REGION of each input (stcal is a test-only dependency: skip without it)
+        compute_s_region_imaging = pytest.importorskip("stcal.alignment.util").compute_s_region_imaging
         for h in headers:
             h["S_REGION"] = compute_s_region_imaging(gwcs_from_header(h, shape), shape=shape, center=False)
     return headers
@@ -148,26 +148,28 @@ def _jwst_grid(headers, shape, **pars):
     return resampled_wcs_from_models(ModelLibrary(models, on_disk=False), **pars)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("pars", [{}, {"rotation": 0.0}, {"rotation": 73.0, "pixel_scale_ratio": 0.7},
                                   {"crpix": (10.0, 20.0), "crval": (150.0999, -30.2001)},
                                   {"output_shape": (90, 100)}, {"pixel_scale": 0.05}])
 def test_output_grid_matches_jwst(pars):
     """Agreement with jwst's grid built from equivalent gWCSs.
 
-    Measured: CRVAL and PC identical (0 difference); shape identical; CDELT relative difference about
-    1e-9 and CRPIX about 6e-8 pixel (1e-9 relative).  The difference is float64 round-off of the
-    1-pixel separations in ``compute_scale`` (wcslib vs astropy.modeling evaluation of the same TAN
-    WCS), not an algorithmic one.  With ``pixel_scale`` the ratio comes from the mean pixel area, where
-    jwst's Girard-theorem area carries ~1e-5 relative round-off (ours is exact for the outline).
+    Measured: CRVAL and PC identical (0 difference, asserted exactly); shape identical; CDELT relative
+    difference 1.05e-9 (asserted 1e-8) and CRPIX <= 9.5e-8 pixel (asserted 1e-6).  The difference is
+    float64 round-off of the 1-pixel separations in ``compute_scale`` (wcslib vs astropy.modeling
+    evaluation of the same TAN WCS), not an algorithmic one.  With ``pixel_scale`` the ratio comes from
+    the mean pixel area, where jwst's Girard-theorem area carries round-off: measured 4.1e-6 relative
+    (asserted 1e-4; ours is exact for the outline).
     """
     shape = (96, 80)
     headers = two_rolls(shape)
     ours, our_shape = W.output_grid(headers, [shape] * 2, **pars)
-    jw, _, pscale, ratio = _jwst_grid(headers, shape, **pars)
+    jw, _, _, ratio = _jwst_grid(headers, shape, **pars)
     t = jw.forward_transform
     assert our_shape == tuple(jw.array_shape)
-    np.testing.assert_allclose(ours.wcs.crval, t.crval.value, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(ours.wcs.get_pc(), t.pc.value, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ours.wcs.crval, t.crval.value)
+    np.testing.assert_array_equal(ours.wcs.get_pc(), t.pc.value)
     np.testing.assert_allclose(ours.wcs.cdelt, t.cdelt.value, rtol=1e-8)
     np.testing.assert_allclose(np.asarray(ours.wcs.crpix) - 1.0, t.crpix.value, rtol=1e-8, atol=1e-6)
     if "pixel_scale" in pars:
@@ -175,7 +177,9 @@ def test_output_grid_matches_jwst(pars):
         assert ours_ratio == pytest.approx(ratio, rel=1e-4)
 
 
+@pytest.mark.parity
 def test_pixmap_matches_stcal_with_a_gwcs_and_respects_its_bounding_box():
+    """Agreement with stcal's ``calc_pixmap``: measured <= 4.8e-9 px (FITS WCS and gWCS), asserted 5e-8 px."""
     pytest.importorskip("stcal")
     from stcal.resample.utils import calc_pixmap
 
@@ -188,8 +192,8 @@ def test_pixmap_matches_stcal_with_a_gwcs_and_respects_its_bounding_box():
     ours_fits = W.pixmap(W.wcs_from_header(headers[1]), shape, out)
     ours_gwcs = W.pixmap(g_in, shape, out)
     assert ours_fits.shape == (*shape, 2) and ours_fits.dtype == np.float64
-    np.testing.assert_allclose(ours_fits, expected, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(ours_gwcs, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours_fits, expected, rtol=0, atol=5e-8)
+    np.testing.assert_allclose(ours_gwcs, expected, rtol=0, atol=5e-8)
     g_in.bounding_box = ((-0.5, 19.5), (-0.5, shape[0] - 0.5))
     clipped = W.pixmap(g_in, shape, out)
     assert np.all(np.isnan(clipped[:, 20:])) and np.all(np.isfinite(clipped[:, :20]))
