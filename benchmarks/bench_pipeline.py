@@ -48,7 +48,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -115,7 +114,7 @@ def graph_size(products: Any, inputs: Any, config: Any) -> int:
     from coron3_dask.files.products import Provenance
 
     with tempfile.TemporaryDirectory() as tmp:
-        tasks, shifts, _ = writers.plan(products, inputs, config, Path(tmp), Provenance(config.to_dict(), inputs.files))
+        tasks, shifts, _ = writers.plan(products, inputs, Path(tmp), Provenance(config.to_dict(), inputs.files))
         collections_, _ = unpack_collections(tasks, shifts)
         expr = FinalizeCompute(collections_to_expr(collections_, False)).optimize()
         return len(expr.__dask_graph__())

@@ -244,7 +244,7 @@ def _distributed_compute(client: Any, board: StageBoard | None) -> Callable[...,
     from distributed.diagnostics.progressbar import MultiProgressBar
 
     class _Bar(MultiProgressBar):
-        def _draw_bar(self, remaining: dict[str, int], all: dict[str, int], **kwargs: Any) -> None:  # noqa: A002
+        def _draw_bar(self, remaining: dict[str, int], all: dict[str, int], **kwargs: Any) -> None:
             if board is not None:
                 board.update(all, remaining)
                 board.draw()

@@ -31,7 +31,7 @@ from coron3_dask.stages.outliers import flag_outliers
 from coron3_dask.stages.resample import resample
 from coron3_dask.stages.stack_refs import stack_refs
 from coron3_dask.stages.usable import usable_guard
-from coron3_dask.wcs.resample_grid import exposure_pixmap, resample_grid
+from coron3_dask.wcs.resample_grid import exposure_pixmap, grid_sregion, resample_grid
 
 __all__ = ["Inputs", "Products", "RunResult", "build", "build_i2d", "open_inputs", "run", "run_record_name"]
 
@@ -184,7 +184,15 @@ def build_i2d(exposures: Sequence[xr.Dataset], params: ResampleParams | None = N
         weight_type=params.weight_type,
         **drizzle,
     )
-    i2d.attrs = metadata.i2d_attributes(attrs, n_ints, shapes, grid, weight_type=params.weight_type, **drizzle)
+    i2d.attrs = metadata.i2d_attributes(
+        attrs,
+        n_ints,
+        grid.header,
+        pixel_scale_ratio=grid.pixel_scale_ratio,
+        s_region=grid_sregion(grid, attrs, shapes, n_ints),
+        weight_type=params.weight_type,
+        **drizzle,
+    )
     return i2d
 
 
@@ -321,7 +329,8 @@ def run(
         start = time.perf_counter()
         partials: list[Path] = []
         try:  # planning pre-allocates the product files: from here on, clean up on any failure
-            tasks, shifts, partials = writers.plan(products, inputs, config, out, provenance, run_token=run_token)
+            saves = {"save_crfints": config.save_results, "save_psfalign": config.save_psfalign}
+            tasks, shifts, partials = writers.plan(products, inputs, out, provenance, run_token=run_token, **saves)
             names = list(shifts)
             results = (compute or _compute)(*tasks, *shifts.values())
         except BaseException:  # KeyboardInterrupt included

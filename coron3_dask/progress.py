@@ -92,7 +92,7 @@ class StageBoard:
         self._last_line = 0.0
         self._lock = threading.Lock()
 
-    def update(self, all: Mapping[str, int], remaining: Mapping[str, int]) -> None:  # noqa: A002
+    def update(self, all: Mapping[str, int], remaining: Mapping[str, int]) -> None:
         """Replace the counts (stage name to number of tasks)."""
         with self._lock:
             self.all, self.remaining = Counter(all), Counter(remaining)

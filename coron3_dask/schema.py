@@ -2,10 +2,13 @@
 
 Every stage boundary carries ``sci``/``err`` as float32 and ``dq`` as uint32, with the
 dimension names below.  Provenance (source file, original integration number) travels as
-non-dimension coordinates on the leading dimension.
+non-dimension coordinates on the leading dimension.  Header cards travel in ``attrs`` as
+``{"KEY": value}`` or ``{"KEY": (value, comment)}``; :func:`card_value` reads either.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +24,7 @@ __all__ = [
     "VAR_NAMES",
     "X",
     "Y",
+    "card_value",
 ]
 
 INTEGRATION = "integration"
@@ -38,3 +42,26 @@ VAR_NAMES: tuple[str, str, str] = ("var_poisson", "var_rnoise", "var_flat")
 
 FLOAT_DTYPE = np.dtype(np.float32)
 DQ_DTYPE = np.dtype(np.uint32)
+
+
+def card_value(value: Any) -> Any:
+    """Return a header card's value from a plain value or a ``(value, comment)`` pair.
+
+    The one header-card unwrapper of the package.
+
+    Parameters
+    ----------
+    value : object
+        A header value, possibly paired with its comment.
+
+    Returns
+    -------
+    object
+        The value alone.
+
+    Examples
+    --------
+    >>> card_value(("MJy/sr", "unit")), card_value(3.5)
+    ('MJy/sr', 3.5)
+    """
+    return value[0] if isinstance(value, tuple) else value

@@ -81,7 +81,7 @@ def test_progress_stages_cover_every_kernel_task(inputs, tmp_path):
     from coron3_dask.progress import STAGES, stage_of
 
     config = load_config()
-    tasks, shifts, _ = writers.plan(pipeline.build(inputs, config), inputs, config, tmp_path, Provenance({}, []))
+    tasks, shifts, _ = writers.plan(pipeline.build(inputs, config), inputs, tmp_path, Provenance({}, []))
     graph = dict(dask.base.collections_to_expr([*tasks, *shifts.values()], optimize_graph=False).__dask_graph__())
     stages = Counter(stage_of(k) for k in graph)
     assert set(STAGES) <= set(stages)

@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from coron3_dask.wcs import footprints, output_sregion
-from coron3_dask.wcs.input_wcs import card_value
-from coron3_dask.wcs.resample_grid import ResampleGrid
+from coron3_dask.schema import card_value
 
 __all__ = ["card", "drizzle_weighting", "exposure_times", "group_id", "i2d_attributes", "mark_step"]
 
@@ -163,9 +161,10 @@ def drizzle_weighting(attrs: Mapping[str, Any], weight_type: str) -> tuple[float
 def i2d_attributes(
     exposures: Sequence[Mapping[str, Any]],
     n_ints: Sequence[int],
-    shapes: Sequence[tuple[int, int]],
-    grid: ResampleGrid,
+    wcs_header: Mapping[str, Any],
     *,
+    pixel_scale_ratio: float,
+    s_region: str | None,
     pixfrac: float,
     kernel: str,
     fillval: str,
@@ -179,10 +178,12 @@ def i2d_attributes(
         Exposure attributes in ASN order.
     n_ints : sequence of int
         Integrations of each exposure (each one a drizzled image).
-    shapes : sequence of (ny, nx)
-        Frame shape of each exposure.
-    grid : ResampleGrid
-        The resample geometry.
+    wcs_header : mapping
+        The output grid's WCS cards (``CDELT1`` gives the pixel area).
+    pixel_scale_ratio : float
+        Output / input pixel scale.
+    s_region : str or None
+        The output footprint (:func:`coron3_dask.wcs.resample_grid.grid_sregion`).
     pixfrac, kernel, fillval, weight_type
         The resample parameters.
 
@@ -196,22 +197,13 @@ def i2d_attributes(
         plus ``XPOSURE``/``TELAPSE``).
     """
     times = exposure_times(exposures)
-    headers = [attrs["sci_header"] for attrs in exposures]
-    scale_arcsec = float(grid.header["CDELT1"]) * 3600.0
+    scale_arcsec = float(wcs_header["CDELT1"]) * 3600.0
     pixar_a2 = scale_arcsec**2
-    # one footprint per input image, as jwst lists them (the union's vertex order depends on it)
-    polygons = [
-        p
-        for h, s, w, n in zip(headers, shapes, grid.wcss, n_ints, strict=True)
-        for _ in range(n)
-        for p in footprints(h, s, w)
-    ]
-    s_region = output_sregion(polygons, grid.wcs, grid.shape)
     primary = {
         "NDRIZ": times["NDRIZ"],
         "PIXFRAC": float(pixfrac),
         "RESWHT": weight_type,
-        "PXSCLRT": grid.pixel_scale_ratio,
+        "PXSCLRT": pixel_scale_ratio,
         "EFFEXPTM": times["EFFEXPTM"],
         "TMEASURE": times["TMEASURE"],
         "DURATION": times["DURATION"],
@@ -232,9 +224,9 @@ def i2d_attributes(
         "PIXAR_SR": sci["PIXAR_SR"],
         "PIXAR_A2": pixar_a2,
         "S_REGION": s_region,
-        "BUNIT": headers[0].get("BUNIT", "MJy/sr"),
+        "BUNIT": exposures[0]["sci_header"].get("BUNIT", "MJy/sr"),
         "n_inputs": sum(n_ints),
-        "wcs_header": grid.header,
+        "wcs_header": dict(wcs_header),
         "exposure_cards": {k: v for k, v in primary.items() if v is not None},
         "sci_cards": {k: v for k, v in sci.items() if v is not None},
     }

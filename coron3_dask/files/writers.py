@@ -24,7 +24,6 @@ import xarray as xr
 from dask.delayed import Delayed
 
 from coron3_dask import schema
-from coron3_dask.config import Coron3Config
 from coron3_dask.files import fits_stream
 from coron3_dask.files.products import Provenance, clean_header, product_primary, provenance_table
 
@@ -264,7 +263,14 @@ def _psfalign_layout(ds: xr.Dataset) -> tuple[str, xr.Dataset]:
 
 
 def plan(
-    products: Any, inputs: Any, config: Coron3Config, out: Path, provenance: Provenance, *, run_token: str | None = None
+    products: Any,
+    inputs: Any,
+    out: Path,
+    provenance: Provenance,
+    *,
+    save_crfints: bool = True,
+    save_psfalign: bool = True,
+    run_token: str | None = None,
 ) -> tuple[list[Delayed], dict[str, Any], list[Path]]:
     """Plan the write tasks of every product.
 
@@ -274,12 +280,12 @@ def plan(
         Lazy products.
     inputs : pipeline.Inputs
         The run's inputs (for association bookkeeping).
-    config : Coron3Config
-        Resolved parameters (which products to save).
     out : Path
         Output directory.
     provenance : Provenance
         Recorded in every product.
+    save_crfints, save_psfalign : bool
+        Whether to write those products (``save_results``, ``save_psfalign``).
     run_token : str, optional
         Names this run's temporary files (``writers.partial_name``); default a fresh one per product.
 
@@ -305,7 +311,7 @@ def plan(
     shifts: dict[str, Any] = {}
     partials: list[Path] = []
     for kind, name, ds in products.items():
-        if kind == "crfints" and not config.save_results:
+        if kind == "crfints" and not save_crfints:
             continue
         if kind == "i2d":
             sources = [p.name for p in asn.science]
@@ -317,7 +323,7 @@ def plan(
         steps = ds.attrs.get("steps", {})
         if kind == "psfalign":
             shifts[name] = _whole(ds["shifts"].data)
-            if not config.save_psfalign:
+            if not save_psfalign:
                 continue
             tables["SHIFTS"] = dask.delayed(shifts_table)(shifts[name], ds["source"].values, ds["int_number"].values)
             model, layout = _psfalign_layout(ds)

@@ -152,7 +152,7 @@ class Coronagraph:
     lyot: NDArray[np.float64] = field(init=False)
     segments: NDArray[np.intp] = field(init=False)
 
-    def __post_init__(self) -> None:  # noqa: D105
+    def __post_init__(self) -> None:
         spec, n = self.spec, self.spec.n_pupil
         cutoff = spec.lyot_outer_m / TELESCOPE_D * spec.pixel_lam_d
         if cutoff >= 0.5:

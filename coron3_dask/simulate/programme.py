@@ -328,7 +328,7 @@ def _cosmic_rays(
         y0, x0 = rng.integers(0, shape[0]), rng.integers(0, shape[1])
         length, ang = (1 if rng.random() < 0.6 else int(rng.integers(2, 7))), rng.uniform(0, 2 * math.pi)
         for k in range(length):
-            y, x = int(round(y0 + k * math.sin(ang))), int(round(x0 + k * math.cos(ang)))
+            y, x = round(y0 + k * math.sin(ang)), round(x0 + k * math.cos(ang))
             if 0 <= y < shape[0] and 0 <= x < shape[1]:
                 hits.add((y, x))
     return sorted(hits)

@@ -16,7 +16,8 @@ import shapely
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
-from coron3_dask.wcs.input_wcs import card_value, pixel_to_radec, wcs_from_header
+from coron3_dask.schema import card_value
+from coron3_dask.wcs.input_wcs import pixel_to_radec, wcs_from_header
 
 __all__ = ["footprints", "output_sregion", "sregion_polygons"]
 

@@ -18,8 +18,9 @@ import numpy as np
 from astropy.wcs import WCS, FITSFixedWarning
 from numpy.typing import NDArray
 
+from coron3_dask.schema import card_value
+
 __all__ = [
-    "card_value",
     "exposure_wcs",
     "is_gwcs",
     "pixel_to_radec",
@@ -33,22 +34,6 @@ _WCS_CARD = re.compile(
     r"^(CTYPE[12]|CUNIT[12]|CRPIX[12]|CRVAL[12]|CDELT[12]|PC[12]_[12]|CD[12]_[12]|PV[12]_\d+"
     r"|RADESYS|EQUINOX|LONPOLE|LATPOLE|[AB]P?_ORDER|[AB]P?_\d+_\d+|[AB]_DMAX)$"
 )
-
-
-def card_value(value: Any) -> Any:
-    """Card value from a plain value or a ``(value, comment)`` pair.
-
-    Parameters
-    ----------
-    value : object
-        A header value, possibly paired with its comment.
-
-    Returns
-    -------
-    object
-        The value alone.
-    """
-    return value[0] if isinstance(value, tuple) else value
 
 
 def wcs_from_header(header: Mapping[str, Any]) -> WCS:

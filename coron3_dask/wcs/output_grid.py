@@ -21,8 +21,9 @@ from astropy.modeling import models as astmodels
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
+from coron3_dask.schema import card_value
 from coron3_dask.wcs.footprints import footprints
-from coron3_dask.wcs.input_wcs import card_value, pixel_to_radec, radec_to_pixel, wcs_from_header
+from coron3_dask.wcs.input_wcs import pixel_to_radec, radec_to_pixel, wcs_from_header
 from coron3_dask.wcs.tan import pc_from_angle
 
 __all__ = ["mean_pixel_scale", "output_grid", "output_header", "reference_pixel_scale"]

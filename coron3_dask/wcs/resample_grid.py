@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from coron3_dask.wcs.footprints import footprints, output_sregion
 from coron3_dask.wcs.input_wcs import exposure_wcs, is_gwcs, pixmap, wcs_from_header
 from coron3_dask.wcs.output_grid import mean_pixel_scale, output_grid, output_header
 
-__all__ = ["ResampleGrid", "exposure_pixmap", "resample_grid"]
+__all__ = ["ResampleGrid", "exposure_pixmap", "grid_sregion", "resample_grid"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +149,34 @@ def exposure_pixmap(source: Any, shape: tuple[int, int], out_header: Mapping[str
     """
     in_wcs = wcs_from_header(source) if isinstance(source, Mapping) else source
     return pixmap(in_wcs, shape, wcs_from_header(out_header))
+
+
+def grid_sregion(
+    grid: ResampleGrid, exposures: Sequence[Mapping[str, Any]], shapes: Sequence[tuple[int, int]], n_ints: Sequence[int]
+) -> str | None:
+    """Return the i2d ``S_REGION``: the union of every input image's footprint, clipped to the grid.
+
+    Parameters
+    ----------
+    grid : ResampleGrid
+        From :func:`resample_grid`.
+    exposures : sequence of mapping
+        Each exposure's attrs (``sci_header``).
+    shapes : sequence of (ny, nx)
+        Each exposure's frame shape.
+    n_ints : sequence of int
+        Each exposure's integrations (each a drizzled image).
+
+    Returns
+    -------
+    str or None
+        ``POLYGON ICRS ...`` (stcal ``combine_sregions``), None if nothing overlaps.
+    """
+    # one footprint per input image, as jwst lists them (the union's vertex order depends on it)
+    polygons = [
+        p
+        for attrs, s, w, n in zip(exposures, shapes, grid.wcss, n_ints, strict=True)
+        for _ in range(n)
+        for p in footprints(attrs["sci_header"], s, w)
+    ]
+    return output_sregion(polygons, grid.wcs, grid.shape)

@@ -18,9 +18,7 @@ import pytest
 from astropy.io import fits
 
 from coron3_dask import files
-
-from coron3_dask.files import fits_stream
-from coron3_dask.files import Extension, InputError
+from coron3_dask.files import Extension, InputError, fits_stream
 from coron3_dask.files.fits_stream import ExtensionSpec
 
 CRDS = Path(__file__).parents[3] / "shared" / "data" / "crds"  # /work/shared/data/crds for the repo at /work/main
@@ -173,7 +171,7 @@ def test_bad_association_names_file_and_field(asn_dir, case):
 
 
 def test_missing_association_file(tmp_path):
-    with pytest.raises(InputError, match="nope.json"):
+    with pytest.raises(InputError, match=r"nope\.json"):
         files.read_association(tmp_path / "nope.json")
 
 
@@ -308,9 +306,9 @@ def test_truncated_calints_names_the_file(tmp_path, cut, fragment):
 def test_not_fits(tmp_path):
     path = tmp_path / "text_calints.fits"
     path.write_text("hello, I am not FITS\n" * 200)
-    with pytest.raises(InputError, match="text_calints.fits.*not a readable FITS"):
+    with pytest.raises(InputError, match=r"text_calints\.fits.*not a readable FITS"):
         files.open_calints(path)
-    with pytest.raises(InputError, match="absent_calints.fits"):
+    with pytest.raises(InputError, match=r"absent_calints\.fits"):
         files.open_calints(tmp_path / "absent_calints.fits")
 
 
@@ -484,7 +482,11 @@ def test_streamed_quad_opens_with_astropy_and_stdatamodels(tmp_path):
         assert all(offset % 2880 == 0 for offset in offsets.values())
         jobs = [(name, i) for name in arrays for i in range(shape[0])][::-1]
         with ThreadPoolExecutor(4) as pool:
-            written = list(pool.map(lambda job: fits_stream.write_block(tmp, offsets[job[0]], job[1], arrays[job[0]][job[1]][None], arrays[job[0]].dtype), jobs))
+            def write(job):
+                name, i = job
+                return fits_stream.write_block(tmp, offsets[name], i, arrays[name][i][None], arrays[name].dtype)
+
+            written = list(pool.map(write, jobs))
         assert written == [arrays[name][i].nbytes for name, i in jobs]
         fits_stream.append_table(tmp, "ALIGN_SHIFTS", table, {"EXTVER": 1})
         assert not final.exists()
@@ -514,7 +516,8 @@ def test_streamed_cube_from_dask_workers(tmp_path):
     final = tmp_path / "psfsub.fits"
     with files.atomic_path(final) as tmp:
         offsets = fits_stream.preallocate_fits(tmp, {"DATAMODL": "CubeModel"},
-                                               [ExtensionSpec("SCI", shape, np.float32), ExtensionSpec("DQ", shape, "u4")])
+                                               [ExtensionSpec("SCI", shape, np.float32),
+                                                ExtensionSpec("DQ", shape, "u4")])
         writes = [dask.delayed(fits_stream.write_block)(tmp, offsets[name], i, arr[i : i + 1], arr.dtype)
                   for name, arr in (("SCI", sci), ("DQ", dq)) for i in range(shape[0])]
         nbytes = dask.compute(*writes, scheduler="threads")
@@ -556,7 +559,8 @@ def test_streaming_writer_validation(tmp_path):
     with pytest.raises(ValueError, match="cannot be stored"):
         ExtensionSpec("SCI", (2, 2), np.complex64)
     with pytest.raises(ValueError, match="duplicate"):
-        fits_stream.preallocate_fits(tmp_path / "d.fits", {}, [ExtensionSpec("A", (1,), "f4"), ExtensionSpec("A", (1,), "f4")])
+        twice = [ExtensionSpec("A", (1,), "f4"), ExtensionSpec("A", (1,), "f4")]
+        fits_stream.preallocate_fits(tmp_path / "d.fits", {}, twice)
     with pytest.raises(ValueError, match="structural"):
         fits_stream.preallocate_fits(tmp_path / "p.fits", {"BITPIX": 16}, [])
 
@@ -571,7 +575,8 @@ def test_write_block_from_several_processes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12 warns about fork with threads alive
         with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("fork")) as pool:
-            jobs = [pool.submit(fits_stream.write_block, path, offsets["SCI"], i, arr[i : i + 1], np.float32) for i in range(shape[0])]
+            jobs = [pool.submit(fits_stream.write_block, path, offsets["SCI"], i, arr[i : i + 1], np.float32)
+                    for i in range(shape[0])]
             assert [job.result() for job in jobs] == [arr[0].nbytes] * shape[0]
     with fits.open(path) as hdul:
         np.testing.assert_array_equal(hdul["SCI"].data, arr)

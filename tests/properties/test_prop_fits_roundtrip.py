@@ -61,11 +61,11 @@ class Layout:
 
 #: the layouts :func:`coron3_dask.files.writers.plan` writes (jwst's data models)
 LAYOUTS = {
-    "crfints": Layout("CubeModel", ("SCI", "ERR", "DQ", *VAR, "AREA"), ("INT_TIMES", "C3D_PROV"), 3),
-    "psfsub": Layout("CubeModel", ("SCI", "ERR", "DQ", *VAR, "AREA"), ("INT_TIMES", "C3D_PROV"), 3),
+    "crfints": Layout("CubeModel", ("SCI", "ERR", "DQ", *VAR, "AREA"), ("C3D_PROV", "INT_TIMES"), 3),
+    "psfsub": Layout("CubeModel", ("SCI", "ERR", "DQ", *VAR, "AREA"), ("C3D_PROV", "INT_TIMES"), 3),
     "psfstack": Layout("CubeModel", ("SCI", "ERR", "DQ"), ("C3D_PROV",), 3),
-    "psfalign3d": Layout("CubeModel", ("SCI", "ERR"), ("SHIFTS", "C3D_PROV"), 3),
-    "psfalign4d": Layout("QuadModel", ("SCI", "ERR"), ("SHIFTS", "C3D_PROV"), 4),
+    "psfalign3d": Layout("CubeModel", ("SCI", "ERR"), ("C3D_PROV", "SHIFTS"), 3),
+    "psfalign4d": Layout("QuadModel", ("SCI", "ERR"), ("C3D_PROV", "SHIFTS"), 4),
     "i2d": Layout("ImageModel", ("SCI", "ERR", "CON", "WHT", *VAR), ("C3D_PROV",), 2),
 }
 

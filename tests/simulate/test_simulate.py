@@ -53,7 +53,7 @@ def _exposure(truth, path):
 
 
 def test_default_programme_association_and_names(prog):
-    sim, truth = prog
+    sim, _truth = prog
     asn = json.loads(sim.asn_path.read_text())
     members = asn["products"][0]["members"]
     assert [m["exptype"] for m in members] == ["science"] * 2 + ["psf"] * 5
@@ -166,7 +166,8 @@ def test_fourier_shift_matches_scipy_convention_on_white_noise(shape):
         np.testing.assert_allclose(fourier_shift(image, shift[1], shift[0]), expected, rtol=0, atol=1e-12)
         mtf = np.sinc(np.fft.fftfreq(shape[0]))[:, None] * np.sinc(np.fft.fftfreq(shape[1]))[None, :]
         blurred = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(image), shift) * mtf).real
-        np.testing.assert_allclose(fourier_shift(image, shift[1], shift[0], pixel_mtf=True), blurred, rtol=0, atol=1e-12)
+        shifted = fourier_shift(image, shift[1], shift[0], pixel_mtf=True)
+        np.testing.assert_allclose(shifted, blurred, rtol=0, atol=1e-12)
 
 
 def _measure_offset(data, err, model, mask):
@@ -300,7 +301,7 @@ def test_noise_matches_variance_planes(which, request):
 
 
 def test_miri_preset(miri):
-    sim, truth = miri
+    sim, _truth = miri
     assert sim.product_name == "jw01386-c1000_t001_miri_f1550c-mask1550"
     asn = json.loads(sim.asn_path.read_text())
     assert asn["asn_rule"] == "candidate_Asn_Lv3MIRCoron" and len(asn["products"][0]["members"]) == 3

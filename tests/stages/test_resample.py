@@ -11,15 +11,15 @@ import xarray as xr
 
 from coron3_dask import dq
 from coron3_dask import wcs as W
-from coron3_dask.kernels import drizzle as K
 from coron3_dask.config import ResampleParams
+from coron3_dask.kernels import drizzle as K
 from coron3_dask.pipeline import build_i2d
+from coron3_dask.testing import raise_if_dask_computes
 
 
 def resample(exposures, **params):
     """The i2d of ``exposures`` with the given resample parameters (validated where declared)."""
     return build_i2d(exposures, ResampleParams(**params))
-from coron3_dask.testing import raise_if_dask_computes
 
 DIMS = ("integration", "y", "x")
 SCALE = 0.063 / 3600.0
