@@ -256,6 +256,7 @@ def test_task_names_are_deterministic(tmp_path):
     assert files.open_calints(path)["sci"].data.name != first["sci"].data.name
 
 
+@pytest.mark.parity
 def test_calints_written_by_stdatamodels(tmp_path):
     datamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
     rng = np.random.default_rng(3)
@@ -463,6 +464,7 @@ def _quad_specs(shape=(3, 4, 16, 20)):
     ]
 
 
+@pytest.mark.parity
 def test_streamed_quad_opens_with_astropy_and_stdatamodels(tmp_path):
     datamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
     rng = np.random.default_rng(7)
@@ -508,6 +510,7 @@ def test_streamed_quad_opens_with_astropy_and_stdatamodels(tmp_path):
         assert model.meta.instrument.name == "NIRCAM"
 
 
+@pytest.mark.parity
 def test_streamed_cube_from_dask_workers(tmp_path):
     datamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
     shape = (5, 12, 14)
@@ -582,6 +585,7 @@ def test_write_block_from_several_processes(tmp_path):
         np.testing.assert_array_equal(hdul["SCI"].data, arr)
 
 
+@pytest.mark.parity
 def test_gwcs_from_the_asdf_extension_is_read(tmp_path):
     """A data-model file's gWCS (where real files keep their distortion) reaches attrs['asdf_wcs']."""
     gwcs = pytest.importorskip("gwcs")

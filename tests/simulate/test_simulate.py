@@ -69,6 +69,7 @@ def test_default_programme_association_and_names(prog):
     assert all((sim.directory / m["expname"]).is_file() for m in members)
 
 
+@pytest.mark.parity
 def test_association_loads_with_jwst(prog):
     load_asn = pytest.importorskip("jwst.associations").load_asn
     with prog[0].asn_path.open() as handle:
@@ -76,6 +77,7 @@ def test_association_loads_with_jwst(prog):
     assert len(asn["products"][0]["members"]) == 7
 
 
+@pytest.mark.parity
 def test_calints_open_as_cubemodels_with_keywords(prog):
     datamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
     sim, truth = prog
@@ -330,6 +332,7 @@ def test_psfmask_is_a_plausible_weight_map(name):
     assert weight[yc, xc + 60] > 0.99 and np.mean(weight > 0.99) > 0.8
 
 
+@pytest.mark.parity
 def test_psfmask_file_header(prog):
     sim, _ = prog
     header = fits.getheader(sim.psfmask_path)
