@@ -34,7 +34,7 @@ def main_() -> None:
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_memory_"))
     config = load_config(overrides=args.overrides)
-    inputs = pipeline.open_inputs(args.asn, psfmask=args.psfmask)
+    inputs = pipeline.open_inputs(args.asn, config, psfmask=args.psfmask)
     n_sci = sum(ds.sizes["integration"] for ds in inputs.science)
     n_ref = sum(ds.sizes["integration"] for ds in inputs.psf)
     shape = (inputs.science[0].sizes["y"], inputs.science[0].sizes["x"])

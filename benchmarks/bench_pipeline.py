@@ -114,7 +114,8 @@ def graph_size(products: Any, inputs: Any, config: Any) -> int:
     from coron3_dask.files.products import Provenance
 
     with tempfile.TemporaryDirectory() as tmp:
-        tasks, shifts, _ = writers.plan(products, inputs, Path(tmp), Provenance(config.to_dict(), inputs.files))
+        tasks, shifts, _ = writers.plan(products, inputs, Path(tmp), Provenance(config.to_dict(), inputs.files),
+                                 save_crfints=config.save_results, save_psfalign=config.save_psfalign)
         collections_, _ = unpack_collections(tasks, shifts)
         expr = FinalizeCompute(collections_to_expr(collections_, False)).optimize()
         return len(expr.__dask_graph__())
@@ -192,7 +193,7 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
             stream = contextlib.nullcontext()
         cpu0, sys0 = _cpu_self(), _system_cpu()
         t0 = time.perf_counter()
-        inputs = pipeline.open_inputs(spec["asn"], psfmask=spec["psfmask"])
+        inputs = pipeline.open_inputs(spec["asn"], config, psfmask=spec["psfmask"])
         products = pipeline.build(inputs, config)
         t_build = time.perf_counter()
         profiler = None

@@ -74,9 +74,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for mode, overrides in MODES.items():
         out = work / mode.split()[0]
-        inputs = pipeline.open_inputs(sim.asn_path, psfmask=sim.psfmask_path)
+        config = load_config(overrides=overrides)
+        inputs = pipeline.open_inputs(sim.asn_path, config, psfmask=sim.psfmask_path)
         with dask.config.set(scheduler="threads"):
-            result = pipeline.run(inputs, load_config(overrides=overrides), out)
+            result = pipeline.run(inputs, config, out)
         err = shift_errors(result.shifts, result.references, truth)
         snrs = snr_table(out, truth, sim.asn_id)
         rolls = " / ".join(", ".join(f"{v:.1f}" for v in vals) for k, vals in snrs.items() if k != "i2d")

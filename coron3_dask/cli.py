@@ -258,7 +258,11 @@ def _distributed_compute(client: Any, board: StageBoard | None) -> Callable[...,
         if board is not None:
             bar = _Bar(futures, client.scheduler.address, group_by=stage_of, complete=True, interval="250ms")
             client.loop.add_callback(bar.listen)
-        return list(client.gather(futures))
+        try:
+            return list(client.gather(futures))
+        except BaseException:
+            client.cancel(futures)  # stop queued and running work: the run is failing
+            raise
 
     return compute
 

@@ -324,6 +324,7 @@ def run(
     out = files.ensure_dir(output_dir, "--output-dir")  # absolute: workers may run elsewhere
     run_token = writers.new_run_token()
     with lock.OutputLock(out, association=inputs.association.path):
+        writers.remove_stale_partials(out)  # left by a killed run: with the lock held, nobody else's
         products = products or build(inputs, config)
         provenance = Provenance(config.to_dict(), inputs.files)
         start = time.perf_counter()

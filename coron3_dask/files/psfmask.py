@@ -2,7 +2,7 @@
 
 No network: a cache laid out as ``$CRDS_PATH/references/jwst/<instrument>/`` is searched by the
 selectors jwst uses (INSTRUME, FILTER, CORONMSK, SUBARRAY; USEAFTER against DATE-OBS).  Part
-of the I/O layer; ``coron3_dask.io`` re-exports the public functions.
+of the file layer; :mod:`coron3_dask.files` re-exports the public functions.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,7 +28,15 @@ from coron3_dask import schema
 from coron3_dask.files import fits_stream
 from coron3_dask.files.products import Provenance, clean_header, product_primary, provenance_table
 
-__all__ = ["new_run_token", "partial_name", "plan", "remove_partials", "shifts_table", "stream_product"]
+__all__ = [
+    "new_run_token",
+    "partial_name",
+    "plan",
+    "remove_partials",
+    "remove_stale_partials",
+    "shifts_table",
+    "stream_product",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +96,24 @@ def remove_partials(directory: Path, run_token: str, partials: Sequence[Path] = 
             log.warning("could not remove %s: %s", partial, exc)
 
 
+def remove_stale_partials(directory: Path) -> list[Path]:
+    """Remove partial files that dead runs left in an output directory; return what was removed.
+
+    Call only while holding the directory's :class:`~coron3_dask.files.lock.OutputLock`: then
+    no live run can own a ``.*.partial`` file there (a run killed with SIGKILL cannot clean up
+    after itself, and its private names are never reused).
+    """
+    stale = [p for p in directory.glob(".*.partial") if p.is_file()]
+    for partial in stale:
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", partial, exc)
+    if stale:
+        log.info("removed %d partial file(s) left by an interrupted run in %s", len(stale), directory)
+    return stale
+
+
 def _int_times(exposure: xr.Dataset) -> np.ndarray | None:
     rows = exposure.attrs.get("int_times")
     if not rows:
@@ -128,15 +155,27 @@ def _finish(
     Runs only after every block write of the product succeeded (``written`` holds their byte
     counts) and after ``after`` (the run's guard, which raises when some input integration has
     no usable pixel); the total is checked against ``expected`` so that a file is never renamed
-    into place unless all of its data was written.
+    into place unless all of its data was written.  The partial file is pinned by its inode
+    before anything is appended: if the run failed meanwhile and removed it, nothing is
+    recreated under its name and nothing is renamed (a straggling task cannot put a
+    table-only file over an earlier product).
     """
     if sum(written) != expected:
         raise RuntimeError(f"{tmp}: {sum(written)} data bytes written, expected {expected}; not renamed to {path}")
-    for name, table in tables.items():
-        if table is not None:
-            fits_stream.append_table(tmp, name, table, {})
-    with fits_stream.name_errors(tmp, "rename", path):
-        Path(tmp).replace(path)
+    with fits_stream.name_errors(tmp, "open"):
+        fd = os.open(tmp, os.O_RDONLY)  # fails if the run's cleanup removed it
+    try:
+        inode = os.fstat(fd).st_ino
+        for name, table in tables.items():
+            if table is not None:
+                fits_stream.append_table(tmp, name, table, {})
+        with fits_stream.name_errors(tmp, "rename", path):
+            if Path(tmp).stat().st_ino != inode:  # removed (and the table appended to a new file): drop it
+                Path(tmp).unlink(missing_ok=True)
+                raise FileNotFoundError(f"{tmp} was removed while it was being finished")
+            Path(tmp).replace(path)
+    finally:
+        os.close(fd)
     return path
 
 

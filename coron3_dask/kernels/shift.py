@@ -78,8 +78,9 @@ def fourier_shift(
         if pixel_mtf:
             raise ValueError("pixel_mtf is only available on the float64 path")
         return shift_spectrum_jwst(np.fft.fftn(arr), sx, sy)
-    one = arr[None].astype(np.float64)
-    shifted = _shift_batch(one, np.array([float(sx)]), np.array([float(sy)]), pixel_mtf=pixel_mtf)
+    if pixel_mtf:
+        return _shift_with_mtf(arr.astype(np.float64), float(sx), float(sy))
+    shifted = _shift_batch(arr[None].astype(np.float64), np.array([float(sx)]), np.array([float(sy)]))
     return shifted[0]
 
 
@@ -124,10 +125,8 @@ def shift_stack(images: NDArray[np.floating], sx: NDArray[np.float64], sy: NDArr
     return out
 
 
-def _shift_batch(
-    images: NDArray[np.float64], sx: NDArray[np.float64], sy: NDArray[np.float64], *, pixel_mtf: bool = False
-) -> NDArray[np.float64]:
-    """Float64 ``S(images[m]; sx[m], sy[m])`` for a stack (m, ny, nx), optionally times the pixel MTF."""
+def _shift_batch(images: NDArray[np.float64], sx: NDArray[np.float64], sy: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Float64 ``S(images[m]; sx[m], sy[m])`` for a stack (m, ny, nx)."""
     ny, nx = images.shape[1:]
     cy, dy = _axis_factors(ny, sy)
     cx, dx = _axis_factors(-nx, sx)
@@ -136,6 +135,22 @@ def _shift_batch(
     z *= cx[:, None, :]
     if ny % 2 == 0 and nx % 2 == 0:
         z[:, ny // 2, nx // 2] += spectrum[:, ny // 2, nx // 2] * dy * dx
-    if pixel_mtf:
-        z *= np.sinc(sfft.fftfreq(ny))[:, None] * np.sinc(sfft.rfftfreq(nx))[None, :]
     return np.fft.irfft2(z, s=(ny, nx))
+
+
+def _shift_with_mtf(image: NDArray[np.float64], sx: float, sy: float) -> NDArray[np.float64]:
+    """Float64 ``S(image; sx, sy)`` times the pixel MTF, the whole multiplier applied at once.
+
+    The same phase factors as :func:`_shift_batch` (:func:`_axis_factors`); with the pixel
+    transfer function the full multiplier ``c_y c_x`` (corner bin ``cos(pi (sx + sy))``, which
+    equals ``c_y c_x + d_y d_x`` there) times ``sinc(f_y) sinc(f_x)`` is built first and the
+    spectrum multiplied once, the evaluation order the simulator's data were made with.
+    """
+    ny, nx = image.shape
+    cy, _ = _axis_factors(ny, np.array([sy]))
+    cx, _ = _axis_factors(-nx, np.array([sx]))
+    ramp = cy[0][:, None] * cx[0][None, :]
+    if ny % 2 == 0 and nx % 2 == 0:
+        ramp[ny // 2, nx // 2] = np.cos(np.pi * (sy + sx))
+    ramp *= np.sinc(sfft.fftfreq(ny))[:, None] * np.sinc(sfft.rfftfreq(nx))[None, :]
+    return np.fft.irfft2(np.fft.rfft2(image) * ramp, s=(ny, nx))

@@ -53,7 +53,7 @@ def klip(target: xr.DataArray, aligned: xr.DataArray, *, truncate: int = 50) -> 
     coords = target.coords
     target = target.reset_coords(drop=True).chunk({schema.INTEGRATION: 1, **{d: -1 for d in frame}})
     aligned = aligned.reset_coords(drop=True)
-    if n_sets == n_int and n_int > 1:
+    if n_sets > 1:  # one reference set per integration
         sci, err = xr.apply_ufunc(
             kernel.klip_one,
             target,

@@ -49,8 +49,9 @@ def _frames(ds: xr.Dataset, name: str) -> list[Delayed] | list[None]:
 
 def _drizzle_frame(*blocks: NDArray[Any] | None, pixmap: NDArray[np.float64], **kwargs: Any) -> drizzle_kernel.Partial:
     """Task: squeeze the integration axis of each (sci, dq, variances, err) block and call the kernel."""
-    _, flags, var_rnoise, var_flat, var_poisson, err = (None if b is None else b[0] for b in blocks)
-    sci = blocks[0][0]  # type: ignore[index]
+    sci, flags, var_rnoise, var_flat, var_poisson, err = (None if b is None else b[0] for b in blocks)
+    if sci is None:
+        raise ValueError("drizzle needs a science frame")
     return drizzle_kernel.drizzle_partial(
         sci,
         np.zeros(sci.shape, np.uint32) if flags is None else flags,

@@ -56,6 +56,11 @@ def count_usable(cube: xr.Dataset, *, bad_bits: int, weights: xr.DataArray | Non
     )
 
 
+def _join_counts(blocks: list[np.ndarray]) -> np.ndarray:
+    """Task: one group's per-chunk counts as one array (named for the progress map, not "concatenate")."""
+    return np.concatenate(blocks)
+
+
 def usable_guard(checks: Sequence[tuple[xr.Dataset, xr.DataArray | None, str]], *, bad_bits: int) -> Delayed:
     """One task that fails the run when any integration has no usable pixel.
 
@@ -77,7 +82,7 @@ def usable_guard(checks: Sequence[tuple[xr.Dataset, xr.DataArray | None, str]], 
     counts, labels, problems = [], [], []
     for cube, weights, problem in checks:
         blocks = count_usable(cube, bad_bits=bad_bits, weights=weights).data.to_delayed(optimize_graph=False)
-        counts.append(dask.delayed(np.concatenate, pure=True)(blocks.ravel().tolist()))
+        counts.append(dask.delayed(_join_counts, pure=True)(blocks.ravel().tolist()))
         labels.append(list(zip(cube["source"].values.tolist(), cube["int_number"].values.tolist(), strict=True)))
         problems.append(problem)
     return dask.delayed(kernel.require_usable, pure=True)(counts, labels, problems)

@@ -1,4 +1,4 @@
-"""coron3_dask.io: associations, lazy calints, PSFMASK lookup, streaming writer."""
+"""coron3_dask.files: associations, lazy calints, PSFMASK lookup, streaming writer."""
 
 from __future__ import annotations
 

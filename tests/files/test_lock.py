@@ -265,9 +265,12 @@ def inputs(small_programme):
 
 
 def test_a_run_holds_the_lock_writes_private_partials_and_touches_nothing_else(inputs, tmp_path):
+    """Private partials; other files untouched; a dead run's partial (no live holder) is cleaned up."""
     out = tmp_path / "out"
     out.mkdir()
-    foreign = {out / ".other_psfsub.fits.deadbeef.partial": b"another run's partial", out / "notes.txt": b"mine"}
+    dead = out / ".other_psfsub.fits.deadbeef.partial"
+    dead.write_bytes(b"a SIGKILLed run's partial")
+    foreign = {out / "notes.txt": b"mine"}
     for path, content in foreign.items():
         path.write_bytes(content)
     seen: dict[str, object] = {}
@@ -287,6 +290,7 @@ def test_a_run_holds_the_lock_writes_private_partials_and_touches_nothing_else(i
     assert f"pid {os.getpid()}" in seen["refusal"] and str(inputs.association.path) in seen["refusal"]
     for path, content in foreign.items():
         assert path.read_bytes() == content, f"{path.name} was touched"
+    assert not dead.exists()
     left = sorted(p.name for p in out.iterdir())
     expected = [*(p.name for p in result.paths), pipeline.run_record_name(inputs.association.product_name)]
     assert left == sorted([*expected, *(p.name for p in foreign)])
@@ -409,3 +413,38 @@ def test_two_cli_runs_into_one_directory(clean_run, small_programme, tmp_path):
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "partial or lock files left behind"
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in clean_run.iterdir())
     _assert_same_data(out, clean_run)
+
+
+def test_finish_never_recreates_a_removed_partial(tmp_path, monkeypatch):
+    spec = [fits_stream.ExtensionSpec("SCI", (4, 4), np.float32)]
+    tmp = tmp_path / ".x.fits.tok.partial"
+    final = tmp_path / "x.fits"
+    final.write_bytes(b"earlier product")
+    offsets = fits_stream.preallocate_fits(tmp, {}, spec)
+    n = fits_stream.write_block(tmp, offsets["SCI"], 0, np.ones((4, 4), np.float32), np.float32)
+    table = np.zeros(1, dtype=[("a", "i4")])
+    real_append = fits_stream.append_table
+    def append_after_cleanup(path, *a, **k):
+        Path(path).unlink()  # the run's cleanup wins the race
+        return real_append(path, *a, **k)
+    monkeypatch.setattr(fits_stream, "append_table", append_after_cleanup)
+    with pytest.raises(OSError, match="removed"):
+        writers._finish(str(tmp), str(final), {"T": table}, [n], n, None)
+    assert final.read_bytes() == b"earlier product" and not tmp.exists()
+    tmp.unlink(missing_ok=True)
+    with pytest.raises(OSError, match="cannot open"):
+        writers._finish(str(tmp), str(final), {"T": table}, [n], n, None)
+    assert final.read_bytes() == b"earlier product" and not tmp.exists()
+
+
+def test_partials_of_a_killed_run_are_removed_by_the_next_holder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".x_psfalign.fits.deadbeef.partial", out / ".run.json.123.cafe.partial"]
+    for path in stale:
+        path.write_bytes(b"left by a SIGKILLed run")
+    keep = out / "x_psfsub.fits"
+    keep.write_bytes(b"a product")
+    with OutputLock(out):
+        removed = writers.remove_stale_partials(out)
+    assert sorted(removed) == sorted(stale) and not any(p.exists() for p in stale) and keep.exists()
