@@ -43,12 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         target.add_argument(
             "-v", "--verbose", action="count", default=default, help="more log detail (-vv: every fitted shift)"
         )
-        target.add_argument(
-            "--debug",
-            action="store_true",
-            default=False if target is parser else argparse.SUPPRESS,
-            help="show tracebacks on errors",
-        )
+        debug = False if target is parser else argparse.SUPPRESS
+        target.add_argument("--debug", action="store_true", default=debug, help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -93,11 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     _scheduler_args(camp)
 
     demo = sub.add_parser(
-        "demo",
-        parents=[common],
-        help="simulate the default programme and run it on a local Dask cluster",
-        description="Simulate the default programme into DIR/inputs and process it into DIR/products.",
+        "demo", parents=[common], help="simulate the default programme and run it on a local Dask cluster"
     )
+    demo.description = "Simulate the default programme into DIR/inputs and process it into DIR/products."
     demo.add_argument("--dir", type=Path, default=Path("demo_output"), help="working directory (default demo_output)")
     _scheduler_args(demo)
     return parser
