@@ -30,7 +30,7 @@ from coron3_dask.stages.klip import klip
 from coron3_dask.stages.outliers import flag_outliers
 from coron3_dask.stages.resample import resample
 from coron3_dask.stages.stack_refs import stack_refs
-from coron3_dask.stages.usable import usable_guard
+from coron3_dask.stages.usable import UsableCheck, after_guard, usable_check, usable_guard
 from coron3_dask.wcs.resample_grid import exposure_pixmap, grid_sregion, resample_grid
 
 __all__ = ["Inputs", "Products", "RunResult", "build", "build_i2d", "open_inputs", "run", "run_record_name"]
@@ -223,18 +223,22 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
     stack = stack_refs(psf_flagged)
     stack.attrs["steps"] = metadata.mark_step(stack.attrs, "stack_refs")
     products.psfstack[source_product_name(asn.product_name, "psfstack")] = stack
-    stack_replaced = replace_bad_pixels(
-        stack, box=align.median_box_length, bad_bits=bad_bits, zero_bits=_zero_bits(stack)
-    )
+    science = [_outliers(exposure, config) for exposure in inputs.science]
+    # every rename waits for the whole guard; each exposure's alignment and KLIP only for its own data
+    ref_check = usable_check(stack, bad_bits=bad_bits, problem=_NO_REFERENCE)
+    checks = [usable_check(f, bad_bits=bad_bits, weights=inputs.psfmask, problem=_NO_SCIENCE) for f in science]
+    products.guard = usable_guard([ref_check, *checks])
+
+    def replaced(cube: xr.Dataset, *checked: UsableCheck) -> xr.DataArray:
+        zero_bits = _zero_bits(cube)
+        out = replace_bad_pixels(cube, box=align.median_box_length, bad_bits=bad_bits, zero_bits=zero_bits)
+        return after_guard(out, usable_guard(checked))
+
+    stack_replaced = replaced(stack, ref_check)
     to_resample = []
-    checks: list[tuple[xr.Dataset, xr.DataArray | None, str]] = [(stack, None, _NO_REFERENCE)]
-    for path, exposure in zip(asn.science, inputs.science, strict=True):
-        flagged = _outliers(exposure, config)
-        checks.append((flagged, inputs.psfmask, _NO_SCIENCE))
+    for path, exposure, flagged, check in zip(asn.science, inputs.science, science, checks, strict=True):
         products.crfints[exposure_product_name(path, asn.asn_id, "crfints")] = flagged
-        target = replace_bad_pixels(
-            flagged, box=align.median_box_length, bad_bits=bad_bits, zero_bits=_zero_bits(flagged)
-        )
+        target = replaced(flagged, ref_check, check)
         aligned = align_refs(
             target, stack_replaced, stack["err"], inputs.psfmask, align_to=align.align_to, jwst_compat=align.jwst_compat
         )
@@ -254,7 +258,6 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
         i2d = build_i2d(to_resample, config.resample)
         i2d.attrs["steps"] = metadata.mark_step(to_resample[0].attrs, "resample")
         products.i2d[source_product_name(asn.product_name, config.suffix)] = i2d
-    products.guard = usable_guard(checks, bad_bits=bad_bits)
     return products
 
 
@@ -343,7 +346,7 @@ def run(
             "association": str(inputs.association.path),
             "products": [Path(p).name for p in paths],
             "wall_seconds": round(time.perf_counter() - start, 3),
-            "shifts_summary": {n: _shift_summary(p) for n, p in fitted.items()},
+            "shifts_summary": {n: metadata.shift_summary(p) for n, p in fitted.items()},
         }
         files.write_text(out / run_record_name(inputs.association.product_name), json.dumps(record, indent=2))
     for name, params in fitted.items():
@@ -360,17 +363,6 @@ def run_record_name(product_name: str) -> str:
     return f"{product_name}_coron3_dask.json"
 
 
-def _shift_summary(params: np.ndarray) -> dict[str, float]:
-    sx, sy, beta = params.reshape(-1, 3).T
-    r = np.hypot(sx, sy)
-    return {
-        "n": int(r.size),
-        "median_px": float(np.median(r)),
-        "max_px": float(r.max()),
-        "beta_median": float(np.median(beta)),
-    }
-
-
 def _compute(*collections: Any) -> Sequence[Any]:
     """``dask.compute`` without per-collection optimisation.
 
@@ -385,12 +377,12 @@ def _log_shifts(name: str, params: np.ndarray) -> None:
         for i, per_ref in enumerate(params):
             for m, (sx, sy, beta) in enumerate(per_ref):
                 log.debug("%s: integration %d ref %d: sx %+.5f sy %+.5f beta %.6f", name, i, m, sx, sy, beta)
-    sx, sy, beta = params.reshape(-1, 3).T
+    summary = metadata.shift_summary(params)
     log.info(
         "%s: %d fits, |shift| median %.4f px (max %.4f), beta median %.4f",
         name,
-        len(sx),
-        float(np.median(np.hypot(sx, sy))),
-        float(np.max(np.hypot(sx, sy))),
-        float(np.median(beta)),
+        summary["n"],
+        summary["median_px"],
+        summary["max_px"],
+        summary["beta_median"],
     )

@@ -15,7 +15,15 @@ import numpy as np
 
 from coron3_dask.schema import card_value
 
-__all__ = ["card", "drizzle_weighting", "exposure_times", "group_id", "i2d_attributes", "mark_step"]
+__all__ = [
+    "card",
+    "drizzle_weighting",
+    "exposure_times",
+    "group_id",
+    "i2d_attributes",
+    "mark_step",
+    "shift_summary",
+]
 
 _GROUP_KEYS = ("PROGRAM", "OBSERVTN", "VISIT", "VISITGRP", "SEQ_ID", "ACT_ID", "EXPOSURE")
 
@@ -229,4 +237,27 @@ def i2d_attributes(
         "wcs_header": dict(wcs_header),
         "exposure_cards": {k: v for k, v in primary.items() if v is not None},
         "sci_cards": {k: v for k, v in sci.items() if v is not None},
+    }
+
+
+def shift_summary(params: np.ndarray) -> dict[str, float]:
+    """Summarise fitted ``(sx, sy, beta)`` for the run record: count, median and max |shift|, median beta.
+
+    Parameters
+    ----------
+    params : ndarray, (..., 3)
+        Fitted parameters, e.g. ``(integration, ref, 3)``.
+
+    Returns
+    -------
+    dict
+        ``n``, ``median_px``, ``max_px``, ``beta_median``.
+    """
+    sx, sy, beta = params.reshape(-1, 3).T
+    r = np.hypot(sx, sy)
+    return {
+        "n": int(r.size),
+        "median_px": float(np.median(r)),
+        "max_px": float(r.max()),
+        "beta_median": float(np.median(beta)),
     }

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.delayed import Delayed
@@ -12,7 +14,7 @@ from dask.delayed import Delayed
 from coron3_dask import schema
 from coron3_dask.kernels import usable as kernel
 
-__all__ = ["count_usable", "usable_guard"]
+__all__ = ["UsableCheck", "after_guard", "count_usable", "usable_check", "usable_guard"]
 
 
 def _count_block(sci: np.ndarray, dq: np.ndarray, weights: np.ndarray, *, bad_bits: int) -> np.ndarray:
@@ -61,28 +63,83 @@ def _join_counts(blocks: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(blocks)
 
 
-def usable_guard(checks: Sequence[tuple[xr.Dataset, xr.DataArray | None, str]], *, bad_bits: int) -> Delayed:
-    """One task that fails the run when any integration has no usable pixel.
+@dataclass(frozen=True)
+class UsableCheck:
+    """One group's lazy usable-pixel counts, the label of each integration and what zero means."""
+
+    counts: Delayed
+    labels: list[tuple[str, int]]
+    problem: str
+
+
+def usable_check(cube: xr.Dataset, *, bad_bits: int, weights: xr.DataArray | None = None, problem: str) -> UsableCheck:
+    """Count a cube's usable pixels per integration, lazily, for :func:`usable_guard`.
 
     Parameters
     ----------
-    checks : sequence of (xr.Dataset, xr.DataArray or None, str)
-        Per group: the cube (with ``source`` and ``int_number`` coordinates on its leading
-        dimension), its weight map or None, and what an empty integration means.
+    cube : xr.Dataset
+        ``sci`` and ``dq`` with ``source`` and ``int_number`` coordinates on the leading dimension.
     bad_bits : int
         DQ bits that make a pixel unusable.
+    weights : xr.DataArray, optional
+        Weight map (the PSFMASK); only pixels with a positive weight count.
+    problem : str
+        What an integration without a usable pixel means, for the error message.
+
+    Returns
+    -------
+    UsableCheck
+        Built from the cube's unoptimised blocks, so it shares their read and flag tasks.
+    """
+    blocks = count_usable(cube, bad_bits=bad_bits, weights=weights).data.to_delayed(optimize_graph=False)
+    counts = dask.delayed(_join_counts, pure=True)(blocks.ravel().tolist())
+    labels = list(zip(cube["source"].values.tolist(), cube["int_number"].values.tolist(), strict=True))
+    return UsableCheck(counts, labels, problem)
+
+
+def usable_guard(checks: Sequence[UsableCheck]) -> Delayed:
+    """One task that fails the run when an integration of these groups has no usable pixel.
+
+    Parameters
+    ----------
+    checks : sequence of UsableCheck
+        From :func:`usable_check`.
 
     Returns
     -------
     Delayed
         Computes to True, or raises :class:`~coron3_dask.kernels.usable.UnusableDataError`
-        naming every file and integration without a usable pixel.  Built from the cubes'
-        unoptimised blocks, so it shares their read and flag tasks instead of repeating them.
+        naming every file and integration of these groups without a usable pixel.
     """
-    counts, labels, problems = [], [], []
-    for cube, weights, problem in checks:
-        blocks = count_usable(cube, bad_bits=bad_bits, weights=weights).data.to_delayed(optimize_graph=False)
-        counts.append(dask.delayed(_join_counts, pure=True)(blocks.ravel().tolist()))
-        labels.append(list(zip(cube["source"].values.tolist(), cube["int_number"].values.tolist(), strict=True)))
-        problems.append(problem)
-    return dask.delayed(kernel.require_usable, pure=True)(counts, labels, problems)
+    return dask.delayed(kernel.require_usable, pure=True)(
+        [c.counts for c in checks], [c.labels for c in checks], [c.problem for c in checks]
+    )
+
+
+def _after_guard(block: np.ndarray, passed: bool) -> np.ndarray:
+    """Task: the block itself, once the guard has passed (its only job is the dependency)."""
+    return block
+
+
+def after_guard(array: xr.DataArray, guard: Delayed) -> xr.DataArray:
+    """Return the same lazy array, each block released only after ``guard`` has passed.
+
+    Parameters
+    ----------
+    array : xr.DataArray
+        Dask-backed array (e.g. the median-replaced science cube or reference stack).
+    guard : Delayed
+        From :func:`usable_guard`.
+
+    Returns
+    -------
+    xr.DataArray
+        Same values, dims, coordinates and chunks; no copy.  Gating the inputs of alignment and
+        KLIP means a run whose guard fails does none of that work and reports the guard's error,
+        not whatever a kernel makes of an all-bad frame.
+    """
+    data = array.data
+    index = tuple(range(data.ndim))
+    token = da.from_delayed(guard, shape=(), dtype=bool)
+    gated = da.blockwise(_after_guard, index, data, index, token, (), dtype=data.dtype, meta=data._meta)
+    return array.copy(data=gated)
