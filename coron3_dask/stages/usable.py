@@ -93,7 +93,8 @@ def usable_check(cube: xr.Dataset, *, bad_bits: int, weights: xr.DataArray | Non
     """
     blocks = count_usable(cube, bad_bits=bad_bits, weights=weights).data.to_delayed(optimize_graph=False)
     counts = dask.delayed(_join_counts, pure=True)(blocks.ravel().tolist())
-    labels = list(zip(cube["source"].values.tolist(), cube["int_number"].values.tolist(), strict=True))
+    coords = cube.coords  # in-memory provenance labels, not pixels
+    labels = list(zip(coords["source"].data.tolist(), coords["int_number"].data.tolist(), strict=True))
     return UsableCheck(counts, labels, problem)
 
 
