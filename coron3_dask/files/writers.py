@@ -15,7 +15,7 @@ import itertools
 import logging
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +89,16 @@ def remove_partials(directory: Path, run_token: str, partials: Sequence[Path] = 
     partials : sequence of Path
         The partial names the run's plan returned.
     """
-    for partial in {*partials, *directory.glob(f".*.{run_token}.partial")}:
+    _unlink_all({*partials, *directory.glob(f".*.{run_token}.partial")})
+
+
+def _unlink_all(paths: Iterable[Path]) -> None:
+    """Remove each file, logging (not raising) those that cannot be removed."""
+    for path in paths:
         try:
-            partial.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
-            log.warning("could not remove %s: %s", partial, exc)
+            log.warning("could not remove %s: %s", path, exc)
 
 
 def remove_stale_partials(directory: Path) -> list[Path]:
@@ -104,11 +109,7 @@ def remove_stale_partials(directory: Path) -> list[Path]:
     after itself, and its private names are never reused).
     """
     stale = [p for p in directory.glob(".*.partial") if p.is_file()]
-    for partial in stale:
-        try:
-            partial.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("could not remove %s: %s", partial, exc)
+    _unlink_all(stale)
     if stale:
         log.info("removed %d partial file(s) left by an interrupted run in %s", len(stale), directory)
     return stale
