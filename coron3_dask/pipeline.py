@@ -8,6 +8,7 @@ computes nothing; ``run`` turns them into write tasks and calls ``dask.compute``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -326,7 +327,7 @@ def run(
 
     out = files.ensure_dir(output_dir, "--output-dir")  # absolute: workers may run elsewhere
     run_token = writers.new_run_token()
-    with lock.OutputLock(out, association=inputs.association.path):
+    with lock.OutputLock(out, association=inputs.association.path, run_token=run_token) as held:
         writers.remove_stale_partials(out)  # left by a killed run: with the lock held, nobody else's
         products = products or build(inputs, config)
         provenance = Provenance(config.to_dict(), inputs.files)
@@ -338,6 +339,8 @@ def run(
             names = list(shifts)
             results = (compute or _compute)(*tasks, *shifts.values())
         except BaseException:  # KeyboardInterrupt included
+            with contextlib.suppress(OSError):
+                held.abandon()  # first: a straggling task then removes the file it pre-allocates
             writers.remove_partials(out, run_token, partials)
             raise
         paths, fitted = results[: len(tasks)], dict(zip(names, results[len(tasks) :], strict=True))

@@ -11,11 +11,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 from astropy.io import fits
 from dask.base import tokenize
+from dask.task_spec import Task
 
 __all__ = [
     "InputError",
@@ -99,10 +99,10 @@ def lazy_extension(path: Path, mtime_ns: int, ext: str, shape: tuple[int, ...], 
 
     The graph holds the path, never pixels, so it is small and can be shipped to workers.
     """
-    token = tokenize(str(path), mtime_ns, ext)
-    read = dask.delayed(read_extension, pure=True)
-    load = read(str(path), ext, dtype.str, shape, dask_key_name=f"load-{ext.lower()}-{token}")
-    return da.from_delayed(load, shape=shape, dtype=dtype, name=f"read-{ext.lower()}-{token}")
+    name = f"read-{ext.lower()}-{tokenize(str(path), mtime_ns, ext)}"
+    key = (name, *(0 for _ in shape))
+    graph = {key: Task(key, read_extension, str(path), ext, dtype.str, shape)}  # one task, no alias
+    return da.Array(graph, name, tuple((n,) for n in shape), dtype=dtype)
 
 
 def header_dict(header: fits.Header) -> dict[str, Any]:

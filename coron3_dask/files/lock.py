@@ -101,6 +101,18 @@ def describe_holder(holder: dict[str, Any]) -> str:
     return ", ".join(parts).replace("\n", " ")
 
 
+def run_is_live(directory: str | Path, run_token: str) -> bool:
+    """Tell whether run ``run_token`` still holds ``directory``'s lock and has not been abandoned.
+
+    Read from the lock file (it may be called on a worker that shares the filesystem).
+    """
+    try:
+        holder = json.loads((Path(directory) / LOCK_NAME).read_text() or "{}")
+    except (OSError, ValueError):
+        return False
+    return holder.get("run_token") == run_token and not holder.get("abandoned", False)
+
+
 def _same_file(fd: int, path: Path) -> bool:
     """Whether ``path`` still names the file open as ``fd``."""
     try:
@@ -147,10 +159,12 @@ class OutputLock:
     refused: a_asn.json
     """
 
-    def __init__(self, directory: str | Path, *, association: str | Path | None = None) -> None:
+    def __init__(self, directory: str | Path, *, association: str | Path | None = None, run_token: str = "") -> None:
         self.directory = Path(directory)
         self.path = self.directory / LOCK_NAME
         self.association = "" if association is None else str(association)
+        self.run_token = run_token
+        self._holder: dict[str, Any] = {}
         self._fd: int | None = None
 
     @property
@@ -196,14 +210,28 @@ class OutputLock:
         try:
             started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
             holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": started}
-            text = json.dumps({**holder, "association": self.association}) + "\n"
-            with name_errors(self.path):
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, text.encode(), 0)
+            self._write_holder({**holder, "association": self.association, "run_token": self.run_token})
         except BaseException:
             self.release()
             raise
         return self
+
+    def _write_holder(self, holder: dict[str, Any]) -> None:
+        if self._fd is None:
+            raise RuntimeError(f"{self.path} is not held by this OutputLock")
+        self._holder = holder
+        with name_errors(self.path):
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, (json.dumps(holder) + "\n").encode(), 0)
+
+    def abandon(self) -> None:
+        """Record in the lock file that this run failed, before its partial files are removed.
+
+        A task of the run that pre-allocates a product checks :func:`run_is_live` after
+        creating its file and removes it again if the run was abandoned meanwhile, so a
+        straggling task never leaves a file behind.
+        """
+        self._write_holder({**self._holder, "abandoned": True})
 
     def release(self) -> None:
         """Unlink the lock file (while still holding it) and drop the lock; a no-op if not held."""

@@ -1,7 +1,7 @@
 """Turn lazy products into write tasks that run on the workers.
 
 Every product is streamed: its file is pre-allocated (headers written, data areas reserved)
-under a hidden name private to the run, ``.{name}.{run_token}.partial``, when the run starts;
+by a task of the graph, under a hidden name private to the run, ``.{name}.{run_token}.partial``;
 each block of each extension is written by a task right after the task that computed it (no
 product is ever assembled whole, on the client or on a worker), and a final task, which
 depends on every block write, appends the small tables and renames the file into place.  No
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ import xarray as xr
 from dask.delayed import Delayed
 
 from coron3_dask import schema
-from coron3_dask.files import fits_stream
+from coron3_dask.files import fits_stream, write_tasks
 from coron3_dask.files.products import Provenance, clean_header, product_primary, provenance_table
 
 __all__ = [
@@ -124,60 +123,11 @@ def _int_times(exposure: xr.Dataset) -> np.ndarray | None:
     return np.array([tuple(r[n] for n in names) for r in rows], dtype=dtype)
 
 
-def _write_block(
-    tmp: str,
-    offsets: Mapping[str, int],
-    name: str,
-    start: tuple[int, int],
-    n_second: int,
-    block: np.ndarray,
-    dtype: Any,
-) -> int:
-    """Write one computed block of one extension (runs on the worker that computed it).
-
-    The block may be chunked on the first two axes (later axes whole): each of its rows along
-    the first axis is then one contiguous run of the file, at flat index
-    ``(start[0] + i) * n_second + start[1]`` over the first two axes.  ``tmp`` is this run's
-    private partial file; a system error is raised as ``WriteError`` naming it.
-    """
-    if block.ndim < 3:
-        return fits_stream.write_block(tmp, offsets[name], start[0], block, dtype)
-    return sum(
-        fits_stream.write_block(tmp, offsets[name], (start[0] + i) * n_second + start[1], row, dtype)
-        for i, row in enumerate(block)
-    )
-
-
-def _finish(
-    tmp: str, path: str, tables: Mapping[str, np.ndarray | None], written: list[int], expected: int, after: object
-) -> str:
-    """Append the small tables and rename this run's complete partial file into place.
-
-    Runs only after every block write of the product succeeded (``written`` holds their byte
-    counts) and after ``after`` (the run's guard, which raises when some input integration has
-    no usable pixel); the total is checked against ``expected`` so that a file is never renamed
-    into place unless all of its data was written.  The partial file is pinned by its inode
-    before anything is appended: if the run failed meanwhile and removed it, nothing is
-    recreated under its name and nothing is renamed (a straggling task cannot put a
-    table-only file over an earlier product).
-    """
-    if sum(written) != expected:
-        raise RuntimeError(f"{tmp}: {sum(written)} data bytes written, expected {expected}; not renamed to {path}")
-    with fits_stream.name_errors(tmp, "open"):
-        fd = os.open(tmp, os.O_RDONLY)  # fails if the run's cleanup removed it
-    try:
-        inode = os.fstat(fd).st_ino
-        for name, table in tables.items():
-            if table is not None:
-                fits_stream.append_table(tmp, name, table, {})
-        with fits_stream.name_errors(tmp, "rename", path):
-            if Path(tmp).stat().st_ino != inode:  # removed (and the table appended to a new file): drop it
-                Path(tmp).unlink(missing_ok=True)
-                raise FileNotFoundError(f"{tmp} was removed while it was being finished")
-            Path(tmp).replace(path)
-    finally:
-        os.close(fd)
-    return path
+def _block_grid(array: Any) -> tuple[Any, int, tuple[tuple[int, ...], ...]]:
+    """Rechunk later axes whole; return (array, number of chunked leading axes, their chunks)."""
+    first_whole = 1 if array.ndim < 3 else 2
+    array = array.rechunk({i: -1 for i in range(first_whole, array.ndim)})
+    return array, first_whole, array.chunks[:first_whole]
 
 
 def stream_product(
@@ -188,8 +138,9 @@ def stream_product(
     *,
     run_token: str | None = None,
     after: Delayed | None = None,
+    locked: bool = False,
 ) -> tuple[Delayed, Path]:
-    """Pre-allocate one FITS product and plan the streamed writes of its blocks.
+    """Plan the pre-allocation and the streamed block writes of one FITS product.
 
     Parameters
     ----------
@@ -199,7 +150,8 @@ def stream_product(
         PRIMARY header cards.
     extensions : mapping
         EXTNAME to ``(dask array, header cards)``, in file order.  Arrays are written block
-        by block, chunked along their first two axes (later axes are made single-chunk).
+        by block, chunked along their first two axes (later axes are made single-chunk);
+        extensions chunked alike are written by one task per block position.
     tables : mapping
         EXTNAME to a structured array or a Delayed of one (appended at the end).
     run_token : str, optional
@@ -207,42 +159,50 @@ def stream_product(
         default a fresh one.
     after : Delayed, optional
         A task that must succeed before the product is renamed into place (the run's guard).
+    locked : bool
+        The run holds the directory's ``OutputLock`` under ``run_token``: the pre-allocation
+        task then creates nothing once the run has failed or ended (a straggler).
 
     Returns
     -------
     task : Delayed
         Returns ``str(path)`` once the file is complete and renamed.
     partial : Path
-        The temporary name (removed by the caller if the run fails).
-
-    Raises
-    ------
-    WriteError
-        Pre-allocating failed (the partial file is removed first).
+        The temporary name (created by a task of the graph; removed by the caller if the
+        run fails, see :func:`remove_partials`).
     """
-    tmp = partial_name(path, run_token or new_run_token())
+    token = run_token or new_run_token()
+    tmp = partial_name(path, token)
     specs = [
         fits_stream.ExtensionSpec(name, tuple(arr.shape), np.dtype(arr.dtype), dict(header))
         for name, (arr, header) in extensions.items()
     ]
-    # pre-allocated now, by the caller at run time (not as a task: a root task that only
-    # the block writes depend on can be scheduled late, leaving every computed block waiting)
-    try:
-        offsets = fits_stream.preallocate_fits(str(tmp), dict(primary), specs)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    written = []
+    offsets = dask.delayed(write_tasks.create, pure=True)(
+        str(tmp),
+        dict(primary),
+        specs,
+        token if locked else None,
+        dask_key_name=f"create_fits-{dask.base.tokenize(str(tmp))}",
+    )
+    groups: dict[tuple[Any, ...], list[tuple[str, Any, int]]] = {}
     for name, (arr, _) in extensions.items():
-        first_whole = 1 if arr.ndim < 3 else 2
-        arr = arr.rechunk({i: -1 for i in range(first_whole, arr.ndim)})
-        starts = [list(itertools.accumulate(c[:-1], initial=0)) for c in arr.chunks[:first_whole]]
+        arr, _, chunks = _block_grid(arr)
         n_second = arr.shape[1] if arr.ndim >= 3 else 0
-        for index, block in np.ndenumerate(arr.to_delayed(optimize_graph=False)):
-            start = (starts[0][index[0]], starts[1][index[1]] if first_whole == 2 else 0)
-            written.append(dask.delayed(_write_block)(str(tmp), offsets, name, start, n_second, block, arr.dtype))
+        groups.setdefault(chunks, []).append((name, arr, n_second))
+    written = []
+    for chunks, members in groups.items():
+        starts = [list(itertools.accumulate(c[:-1], initial=0)) for c in chunks]
+        names, dtypes = [m[0] for m in members], [m[1].dtype for m in members]
+        seconds = [m[2] for m in members]
+        blocks = [m[1].to_delayed(optimize_graph=False) for m in members]
+        for index in np.ndindex(blocks[0].shape):
+            start = (starts[0][index[0]], starts[1][index[1]] if len(chunks) == 2 else 0)
+            row = [b[index] for b in blocks]
+            written.append(
+                dask.delayed(write_tasks.write_blocks)(str(tmp), offsets, names, dtypes, start, seconds, *row)
+            )
     expected = sum(spec.nbytes for spec in specs)
-    return dask.delayed(_finish)(str(tmp), str(path), dict(tables), written, expected, after), tmp
+    return dask.delayed(write_tasks.finish)(str(tmp), str(path), dict(tables), written, expected, after), tmp
 
 
 def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray) -> np.ndarray:
@@ -392,7 +352,9 @@ def plan(
             asn=asn_cards,
         )
         guard = getattr(products, "guard", None)
-        task, partial = stream_product(out / name, primary, extensions, tables, run_token=run_token, after=guard)
+        task, partial = stream_product(
+            out / name, primary, extensions, tables, run_token=run_token, after=guard, locked=run_token is not None
+        )
         tasks.append(task)
         partials.append(partial)
     return tasks, shifts, partials

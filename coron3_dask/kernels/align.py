@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize
 
 from coron3_dask.kernels.shift import shift_spectrum_jwst, shift_stack
 from coron3_dask.kernels.shift_fit import fit_shifts
@@ -72,6 +71,8 @@ def _fit_jwst_spectrum(
     def residual(params: NDArray[np.float64]) -> NDArray[np.float64]:
         offset = shift_spectrum_jwst(spectrum, params[0], params[1])
         return np.asarray(((ref - params[2] * offset) * mask).ravel())
+
+    from scipy import optimize  # here: only the jwst-compat fit needs it
 
     result, _ = optimize.leastsq(residual, [0.0, 0.0, 1.0], xtol=1e-15, ftol=1e-15)
     return float(result[0]), float(result[1]), float(result[2])

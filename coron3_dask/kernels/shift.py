@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
-from scipy import ndimage
 
 __all__ = ["fourier_shift", "shift_spectrum_jwst", "shift_stack"]
 
@@ -86,6 +85,8 @@ def fourier_shift(
 
 def shift_spectrum_jwst(spectrum: NDArray[np.complexfloating], sx: float, sy: float) -> NDArray[np.floating]:
     """Jwst's ``fourier_imshift`` for one plane, given ``numpy.fft.fftn`` of the plane."""
+    from scipy import ndimage  # here: only the jwst-compat shift needs it
+
     return np.fft.ifftn(ndimage.fourier_shift(spectrum, (sy, sx))).real
 
 

@@ -38,18 +38,29 @@ OUTPUTS: tuple[tuple[str, type], ...] = (
 _ORDER = ("sci", "err", "wht", "var_rnoise", "var_poisson", "var_flat", "con")
 
 
-def _frames(ds: xr.Dataset, name: str) -> list[Delayed] | list[None]:
-    """One delayed (1, y, x) block per integration of a variable (None per frame if absent)."""
+def _frames(ds: xr.Dataset, name: str) -> list[tuple[Delayed, int]] | list[None]:
+    """Per integration of a variable, ``(block, i)``: the delayed block holding it and its index there.
+
+    The blocks are the variable's own chunks along ``integration`` (whole frames): no rechunk
+    or copy task is added, and a block shared by several integrations is passed to each of
+    their drizzle tasks (None per frame if the variable is absent).
+    """
     n = ds.sizes[schema.INTEGRATION]
     if name not in ds:
         return [None] * n
-    array = ds[name].transpose(*schema.CUBE_DIMS).chunk({schema.INTEGRATION: 1, schema.Y: -1, schema.X: -1}).data
-    return list(array.to_delayed(optimize_graph=False).ravel())
+    variable = ds[name].transpose(*schema.CUBE_DIMS)
+    if variable.chunks is None or any(len(c) > 1 for c in variable.chunks[1:]):
+        variable = variable.chunk({schema.Y: -1, schema.X: -1})
+    blocks = variable.data.to_delayed(optimize_graph=False).ravel()
+    sizes = variable.data.chunks[0]
+    return [(block, i) for block, size in zip(blocks, sizes, strict=True) for i in range(size)]
 
 
-def _drizzle_frame(*blocks: NDArray[Any] | None, pixmap: NDArray[np.float64], **kwargs: Any) -> drizzle_kernel.Partial:
-    """Task: squeeze the integration axis of each (sci, dq, variances, err) block and call the kernel."""
-    sci, flags, var_rnoise, var_flat, var_poisson, err = (None if b is None else b[0] for b in blocks)
+def _drizzle_frame(
+    *frames: tuple[NDArray[Any], int] | None, pixmap: NDArray[np.float64], **kwargs: Any
+) -> drizzle_kernel.Partial:
+    """Task: pick each (sci, dq, variances, err) frame from its block and call the kernel."""
+    sci, flags, var_rnoise, var_flat, var_poisson, err = (None if f is None else f[0][f[1]] for f in frames)
     if sci is None:
         raise ValueError("drizzle needs a science frame")
     return drizzle_kernel.drizzle_partial(

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import dask
+from dask.callbacks import Callback
 import dask.array as da
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from astropy.io import fits
 
 from coron3_dask import cli, files, pipeline
 from coron3_dask.config import load_config
-from coron3_dask.files import fits_stream, lock, writers
+from coron3_dask.files import fits_stream, lock, write_tasks, writers
 from coron3_dask.files.fits_stream import ExtensionSpec, WriteError
 from coron3_dask.files.lock import LOCK_NAME, OutputLock, OutputLockedError
 
@@ -198,7 +199,7 @@ def test_append_table_and_rename_errors_name_the_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "replace", denied)
     with pytest.raises(WriteError) as info:
-        writers._finish(str(path), str(tmp_path / "final.fits"), {}, [64], 64, None)
+        write_tasks.finish(str(path), str(tmp_path / "final.fits"), {}, [64], 64, None)
     assert str(info.value) == f"cannot rename {path} to {tmp_path / 'final.fits'}: [Errno {errno.EACCES}] " + (
         os.strerror(errno.EACCES)
     )
@@ -221,7 +222,7 @@ def test_finish_never_renames_an_incomplete_file(tmp_path):
     path = tmp_path / "t.fits"
     fits_stream.preallocate_fits(path, {}, [ExtensionSpec("SCI", (2, 4, 4), np.float32)])
     with pytest.raises(RuntimeError, match="not renamed"):
-        writers._finish(str(path), str(tmp_path / "final.fits"), {}, [64], 128, None)
+        write_tasks.finish(str(path), str(tmp_path / "final.fits"), {}, [64], 128, None)
     assert not (tmp_path / "final.fits").exists()
 
 
@@ -233,7 +234,7 @@ def _cube_extensions() -> dict:
 def test_stream_product_uses_the_run_token(tmp_path):
     task, partial = writers.stream_product(tmp_path / "a.fits", {}, _cube_extensions(), {}, run_token="0123abcd")
     assert partial == tmp_path / ".a.fits.0123abcd.partial" == writers.partial_name(tmp_path / "a.fits", "0123abcd")
-    assert partial.exists()
+    assert not partial.exists(), "planning writes nothing: the graph pre-allocates"
     (done,) = dask.compute(task, scheduler="synchronous")
     assert done == str(tmp_path / "a.fits") and not partial.exists()
     np.testing.assert_array_equal(fits.getdata(tmp_path / "a.fits", "SCI"), np.ones((3, 8, 8), np.float32))
@@ -254,9 +255,45 @@ def test_a_failed_preallocation_removes_its_partial(tmp_path, monkeypatch):
         return real_open("/dev/full", mode)
 
     monkeypatch.setattr(fits_stream, "open", half_then_full, raising=False)
+    task, _ = writers.stream_product(tmp_path / "a.fits", {}, _cube_extensions(), {}, run_token="0123abcd")
     with pytest.raises(WriteError, match=r"\.a\.fits\.0123abcd\.partial"):
-        writers.stream_product(tmp_path / "a.fits", {}, _cube_extensions(), {}, run_token="0123abcd")
+        dask.compute(task, scheduler="synchronous")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_straggling_preallocation_after_cleanup_leaves_nothing(tmp_path):
+    """A run's cleanup marks it abandoned first: a pre-allocation task that runs later removes its file."""
+    plan = {"run_token": "0123abcd", "locked": True}
+    with OutputLock(tmp_path, run_token="0123abcd") as held:
+        task, partial = writers.stream_product(tmp_path / "a.fits", {}, _cube_extensions(), {}, **plan)
+        held.abandon()  # the run failed before this product started
+        writers.remove_partials(tmp_path, "0123abcd", [partial])
+        with pytest.raises(FileNotFoundError, match="abandoned"):
+            dask.compute(task, scheduler="synchronous")
+        assert list(tmp_path.iterdir()) == [tmp_path / LOCK_NAME]
+    task, partial = writers.stream_product(tmp_path / "b.fits", {}, _cube_extensions(), {}, **plan)
+    with pytest.raises(FileNotFoundError, match="abandoned"):  # the run is over: the lock is gone
+        dask.compute(task, scheduler="synchronous")
+    assert list(tmp_path.iterdir()) == []
+    with OutputLock(tmp_path, run_token="0123abcd"):  # a live run writes
+        dask.compute(task, scheduler="synchronous")
+    assert (tmp_path / "b.fits").exists()
+
+
+def test_extensions_chunked_alike_are_written_by_one_task_per_block(tmp_path):
+    extensions = {
+        "SCI": (da.ones((3, 8, 8), dtype=np.float32, chunks=(1, 8, 8)), {}),
+        "ERR": (da.full((3, 8, 8), 2, dtype=np.float32, chunks=(1, 8, 8)), {}),
+        "DQ": (da.full((3, 8, 8), 4, dtype=np.uint32, chunks=(3, 8, 8)), {}),
+    }
+    task, _ = writers.stream_product(tmp_path / "a.fits", {}, extensions, {}, run_token="0123abcd")
+    names = [dask.utils.key_split(k) for k in task.__dask_graph__()]
+    assert names.count("write_blocks") == 3 + 1 and names.count("create_fits") == 1
+    dask.compute(task, scheduler="threads")
+    with fits.open(tmp_path / "a.fits") as hdul:
+        np.testing.assert_array_equal(hdul["SCI"].data, 1)
+        np.testing.assert_array_equal(hdul["ERR"].data, 2)
+        np.testing.assert_array_equal(hdul["DQ"].data, 4)
 
 
 @pytest.fixture(scope="module")
@@ -275,16 +312,22 @@ def test_a_run_holds_the_lock_writes_private_partials_and_touches_nothing_else(i
         path.write_bytes(content)
     seen: dict[str, object] = {}
 
+    partials: set[str] = set()
+
+    class WatchPartials(Callback):  # the graph pre-allocates: look while it runs
+        def _posttask(self, key, result, dsk, state, worker_id):
+            partials.update(p.name for p in out.iterdir() if TOKEN_PARTIAL.match(p.name))
+
     def compute(*collections):
-        partials = [p.name for p in out.iterdir() if TOKEN_PARTIAL.match(p.name) and p not in foreign]
-        seen["tokens"] = {TOKEN_PARTIAL.match(n)["token"] for n in partials}
-        seen["names"] = {TOKEN_PARTIAL.match(n)["name"] for n in partials}
         with pytest.raises(OutputLockedError) as info:
             OutputLock(out).acquire()
         seen["refusal"] = str(info.value)
-        return dask.compute(*collections, scheduler="synchronous", optimize_graph=False)
+        with WatchPartials():
+            return dask.compute(*collections, scheduler="synchronous", optimize_graph=False)
 
     result = pipeline.run(inputs, load_config(), out, compute=compute)
+    seen["tokens"] = {TOKEN_PARTIAL.match(n)["token"] for n in partials}
+    seen["names"] = {TOKEN_PARTIAL.match(n)["name"] for n in partials}
     assert len(seen["tokens"]) == 1, seen["tokens"]
     assert seen["names"] == {p.name for p in result.paths}
     assert f"pid {os.getpid()}" in seen["refusal"] and str(inputs.association.path) in seen["refusal"]
@@ -300,9 +343,15 @@ def test_an_interrupted_run_removes_its_partials_and_releases_the_lock(inputs, t
     out = tmp_path / "out"
     seen = []
 
+    class Interrupt(Callback):  # Ctrl-C once the graph has pre-allocated a product
+        def _posttask(self, key, result, dsk, state, worker_id):
+            seen.extend(p.name for p in out.iterdir() if TOKEN_PARTIAL.match(p.name))
+            if seen:
+                raise KeyboardInterrupt
+
     def interrupted(*collections):
-        seen.extend(p.name for p in out.iterdir() if TOKEN_PARTIAL.match(p.name))
-        raise KeyboardInterrupt
+        with Interrupt():
+            return dask.compute(*collections, scheduler="synchronous", optimize_graph=False)
 
     with pytest.raises(KeyboardInterrupt):
         pipeline.run(inputs, load_config(), out, compute=interrupted)
@@ -429,11 +478,11 @@ def test_finish_never_recreates_a_removed_partial(tmp_path, monkeypatch):
         return real_append(path, *a, **k)
     monkeypatch.setattr(fits_stream, "append_table", append_after_cleanup)
     with pytest.raises(OSError, match="removed"):
-        writers._finish(str(tmp), str(final), {"T": table}, [n], n, None)
+        write_tasks.finish(str(tmp), str(final), {"T": table}, [n], n, None)
     assert final.read_bytes() == b"earlier product" and not tmp.exists()
     tmp.unlink(missing_ok=True)
     with pytest.raises(OSError, match="cannot open"):
-        writers._finish(str(tmp), str(final), {"T": table}, [n], n, None)
+        write_tasks.finish(str(tmp), str(final), {"T": table}, [n], n, None)
     assert final.read_bytes() == b"earlier product" and not tmp.exists()
 
 

@@ -1,6 +1,7 @@
 """Command-line interface: ``coron3-dask run | simulate | demo``.
 
-The only module that chooses a scheduler, imports ``distributed`` or configures logging.
+The only layer that chooses a scheduler (:mod:`coron3_dask.cli.schedulers`), imports ``distributed``
+or configures logging.
 """
 
 from __future__ import annotations
@@ -8,25 +9,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from threadpoolctl import threadpool_limits
-
 from coron3_dask import __version__
+from coron3_dask.cli import schedulers
 from coron3_dask.config import ConfigError, Coron3Config, load_config
-from coron3_dask.progress import LocalProgress, StageBoard, stage_of
+from coron3_dask.progress import LocalProgress, StageBoard
 
 __all__ = ["main"]
 
 log = logging.getLogger("coron3_dask")
 
-SCHEDULERS = ("local", "threads", "processes", "synchronous")
-_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _STEPS = "--steps."  # strun's parameter overrides: --steps.klip.truncate=10
 
 
@@ -56,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("asn", type=Path, help="coron3 association JSON file")
     run.add_argument("-o", "--output-dir", type=Path, default=Path(), help="directory for products (default: .)")
     _processing_args(run)
-    _scheduler_args(run)
+    schedulers.scheduler_args(run)
 
     sim = sub.add_parser(
         "simulate",
@@ -86,14 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     camp.add_argument("-o", "--output-root", type=Path, required=True, help="root directory of the outputs")
     _processing_args(camp)
     camp.add_argument("--force", action="store_true", help="reprocess associations that are already complete")
-    _scheduler_args(camp)
+    schedulers.scheduler_args(camp)
 
     demo = sub.add_parser(
         "demo", parents=[common], help="simulate the default programme and run it on a local Dask cluster"
     )
     demo.description = "Simulate the default programme into DIR/inputs and process it into DIR/products."
     demo.add_argument("--dir", type=Path, default=Path("demo_output"), help="working directory (default demo_output)")
-    _scheduler_args(demo)
+    schedulers.scheduler_args(demo)
     return parser
 
 
@@ -162,103 +159,8 @@ def _config(args: argparse.Namespace) -> Coron3Config:
     if args.no_save_psfalign:
         overrides.append("save_psfalign=false")
     config = load_config(args.config, overrides)
-    _check_scheduler(args)
+    schedulers.check_scheduler(args)
     return config
-
-
-def _scheduler_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("execution")
-    group.add_argument(
-        "--scheduler",
-        default="local",
-        metavar="SPEC",
-        help="local (LocalCluster, default), threads, processes, synchronous, or tcp://host:port",
-    )
-    group.add_argument("--scheduler-file", type=Path, help="connect to the cluster described by this file")
-    group.add_argument("--workers", type=int, help="local: number of worker processes (default: cores)")
-    group.add_argument("--threads-per-worker", type=int, default=1, help="local: threads per worker (default 1)")
-    group.add_argument("--memory-limit", default="auto", help="local: memory limit per worker (default auto)")
-    group.add_argument("--performance-report", type=Path, help="save Dask's performance report (HTML)")
-    group.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-@contextlib.contextmanager
-def scheduler(args: argparse.Namespace) -> Iterator[Any]:
-    """Enter the requested scheduler; yield the distributed Client, or None for local ones."""
-    spec = args.scheduler
-    if args.scheduler_file or spec.startswith(("tcp://", "tls://", "ucx://")) or spec == "local":
-        from distributed import Client, LocalCluster, performance_report
-
-        with contextlib.ExitStack() as stack:
-            if args.scheduler_file:
-                client = stack.enter_context(Client(scheduler_file=str(args.scheduler_file)))
-            elif spec == "local":
-                n = args.workers or os.cpu_count() or 1
-                cluster = stack.enter_context(
-                    LocalCluster(
-                        n_workers=n,
-                        threads_per_worker=args.threads_per_worker,
-                        memory_limit=args.memory_limit,
-                        processes=True,
-                        dashboard_address="127.0.0.1:0",
-                        host="127.0.0.1",
-                    )
-                )
-                client = stack.enter_context(Client(cluster))
-            else:
-                client = stack.enter_context(Client(spec))
-            if args.performance_report:
-                stack.enter_context(performance_report(filename=str(args.performance_report)))
-            yield client
-        return
-    if args.performance_report:
-        raise ConfigError("--performance-report needs a distributed scheduler (local, tcp://... or --scheduler-file)")
-    import dask
-
-    # BLAS pinned to one thread per dask thread (distributed's nanny does the same for its
-    # workers): no oversubscription, and results independent of the scheduler chosen
-    os.environ.update({name: "1" for name in _BLAS_ENV})  # inherited by 'processes' workers
-    with dask.config.set(scheduler=spec, num_workers=args.workers), threadpool_limits(1):
-        yield None
-
-
-def _check_scheduler(args: argparse.Namespace) -> None:
-    if args.scheduler_file and not args.scheduler_file.is_file():
-        raise ConfigError(
-            f"--scheduler-file {args.scheduler_file} not found (start `dask scheduler --scheduler-file` first, "
-            "on a filesystem this machine sees)"
-        )
-    spec = args.scheduler
-    if not (args.scheduler_file or spec in SCHEDULERS or spec.startswith(("tcp://", "tls://", "ucx://"))):
-        raise ConfigError(f"unknown scheduler {spec!r}: use local, threads, processes, synchronous or tcp://host:port")
-
-
-def _distributed_compute(client: Any, board: StageBoard | None) -> Callable[..., Sequence[Any]]:
-    """Submit the graph to the cluster (no client-side gathering of pixels), with progress."""
-    from distributed.diagnostics.progressbar import MultiProgressBar
-
-    class _Bar(MultiProgressBar):
-        def _draw_bar(self, remaining: dict[str, int], all: dict[str, int], **kwargs: Any) -> None:
-            if board is not None:
-                board.update(all, remaining)
-                board.draw()
-
-        def _draw_stop(self, **kwargs: Any) -> None:
-            if board is not None:
-                board.draw(final=True)
-
-    def compute(*collections: Any) -> Sequence[Any]:
-        futures = client.compute(list(collections), optimize_graph=False)
-        if board is not None:
-            bar = _Bar(futures, client.scheduler.address, group_by=stage_of, complete=True, interval="250ms")
-            client.loop.add_callback(bar.listen)
-        try:
-            return list(client.gather(futures))
-        except BaseException:
-            client.cancel(futures)  # stop queued and running work: the run is failing
-            raise
-
-    return compute
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -278,11 +180,15 @@ def _run(args: argparse.Namespace) -> int:
     products = pipeline.build(inputs, config)
     board = None if args.no_progress else StageBoard()
     start = time.perf_counter()
-    with scheduler(args) as client:
+    with schedulers.scheduler(args) as client:
         if client is not None:
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
             result = pipeline.run(
-                inputs, config, args.output_dir, products=products, compute=_distributed_compute(client, board)
+                inputs,
+                config,
+                args.output_dir,
+                products=products,
+                compute=schedulers.distributed_compute(client, board),
             )
         else:
             with LocalProgress(board) if board else contextlib.nullcontext():
@@ -307,10 +213,10 @@ def _campaign(args: argparse.Namespace) -> int:
         detail = outcome.error or f"{len(outcome.products)} products"
         print(f"{outcome.status:>7}  {outcome.asn}  ({outcome.wall_seconds:.1f} s) {detail}", file=sys.stderr)
 
-    with scheduler(args) as client:
+    with schedulers.scheduler(args) as client:
         if client is not None:
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        compute = _distributed_compute(client, board) if client is not None else None
+        compute = schedulers.distributed_compute(client, board) if client is not None else None
         with LocalProgress(board) if board and client is None else contextlib.nullcontext():
             outcomes = run_campaign(
                 associations,
