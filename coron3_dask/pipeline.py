@@ -9,10 +9,12 @@ computes nothing; ``run`` turns them into write tasks and calls ``dask.compute``
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,8 +91,10 @@ def open_inputs(
         Naming the file and the problem.
     """
     asn = files.read_association(asn_path)
-    science = tuple(files.open_calints(p) for p in asn.science)
-    psf = tuple(files.open_calints(p, read_gwcs=False) for p in asn.psf)  # never resampled
+    # headers read concurrently (latency-bound on network filesystems); errors raised in ASN order
+    with ThreadPoolExecutor(max(1, min(8, len(asn.science) + len(asn.psf)))) as pool:
+        science = tuple(pool.map(files.open_calints, asn.science))
+        psf = tuple(pool.map(functools.partial(files.open_calints, read_gwcs=False), asn.psf))  # never resampled
     files.check_same_frame([*science, *psf])
     shape = (science[0].sizes[schema.Y], science[0].sizes[schema.X])
     psfmask = psfmask or (config.align_refs.override_psfmask if config is not None else "") or None

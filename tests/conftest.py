@@ -25,3 +25,16 @@ def crds_cache() -> Path:
     if not SHARED_CRDS.is_dir():
         pytest.skip(f"shared CRDS cache not found at {SHARED_CRDS}")
     return SHARED_CRDS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_gwcs_cache(tmp_path_factory):
+    """Every test (and every process it starts) uses its own gWCS cache, never the user's."""
+    old = os.environ.get("CORON3_DASK_CACHE")
+    os.environ["CORON3_DASK_CACHE"] = str(tmp_path_factory.mktemp("coron3_dask_cache"))
+    yield
+    if old is None:
+        os.environ.pop("CORON3_DASK_CACHE", None)
+    else:
+        os.environ["CORON3_DASK_CACHE"] = old
+

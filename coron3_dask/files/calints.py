@@ -19,6 +19,7 @@ import xarray as xr
 from astropy.io import fits
 
 from coron3_dask import schema
+from coron3_dask.files import gwcs_cache
 from coron3_dask.files.fits_read import InputError, data_nbytes, header_dict, image_shape, lazy_extension, scan_fits
 
 __all__ = ["check_same_frame", "open_calints", "open_exposures"]
@@ -44,16 +45,22 @@ def _asdf_wcs(path: Path) -> Any:
     Real JWST exposures carry their distortion model there (the FITS header WCS is only a
     TAN approximation).  Any failure to read it falls back to the header WCS, with a log
     message.  ``asdf`` and ``gwcs`` are imported here, not at module level: loading their
-    extensions costs about a second, paid only by runs whose inputs carry an ASDF extension.
+    extensions costs about a second, paid only by runs whose inputs carry an ASDF extension
+    and only the first time a given extension is read (``gwcs_cache``).
     """
-    import asdf
-    import gwcs  # noqa: F401  (registers the gWCS ASDF converters)
-
     try:
         with fits.open(path, memmap=False) as hdul:
             raw = bytes(hdul["ASDF"].data["ASDF_METADATA"][0])
+        if (cached := gwcs_cache.load(raw)) is not None:
+            return cached
+        import asdf
+        import gwcs  # noqa: F401  (registers the gWCS ASDF converters)
+
         with asdf.open(BytesIO(raw), memmap=False) as tree:
-            return tree.tree.get("meta", {}).get("wcs")
+            wcs = tree.tree.get("meta", {}).get("wcs")
+        if wcs is not None:
+            gwcs_cache.store(raw, wcs)
+        return wcs
     except Exception as exc:  # noqa: BLE001 - an unreadable optional extension must not stop a run
         log.info("%s: gWCS in the ASDF extension not usable (%s); using the header WCS", path.name, exc)
         return None
