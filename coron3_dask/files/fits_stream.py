@@ -13,6 +13,7 @@ whose one-line message names the file being written.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import secrets
@@ -248,8 +249,16 @@ def append_table(path: str | Path, name: str, data: np.ndarray, header: Mapping[
     :class:`WriteError` naming ``path``.
     """
     hdu = fits.BinTableHDU(data=np.asarray(data), header=make_header(header or {}), name=name)
-    with name_errors(path), fits.open(path, mode="append", memmap=False) as hdul:
-        hdul.append(hdu)
+    # serialised by astropy behind an empty primary (one 2880-byte block), then appended as bytes:
+    # the same bytes as ``fits.open(path, mode="append").append(hdu)``, without parsing every
+    # header of a large product first
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
+    raw = buf.getvalue()[BLOCK:]
+    if not raw.startswith(b"XTENSION= 'BINTABLE'"):
+        raise RuntimeError(f"unexpected serialisation of table {name} for {path}")
+    with name_errors(path), open(path, "ab") as f:
+        f.write(raw)
 
 
 @dataclass

@@ -189,7 +189,8 @@ def test_append_table_and_rename_errors_name_the_file(tmp_path, monkeypatch):
     path = tmp_path / "t.fits"
     fits_stream.preallocate_fits(path, {}, [ExtensionSpec("SCI", (1, 4, 4), np.float32)])
     table = np.zeros(2, dtype=[("a", "i4")])
-    monkeypatch.setattr(fits, "open", _enospc)
+    real_open = open
+    monkeypatch.setattr(fits_stream, "open", lambda p, mode: real_open("/dev/full", "wb"), raising=False)
     with pytest.raises(WriteError, match=rf"^cannot write {re.escape(str(path))}: {re.escape(ENOSPC_TEXT)}$"):
         fits_stream.append_table(path, "T", table)
     monkeypatch.undo()
