@@ -67,19 +67,20 @@ def write_blocks(
     return total
 
 
-def finish(
-    tmp: str, path: str, tables: Mapping[str, np.ndarray | None], written: list[int], expected: int, after: object
-) -> str:
+def finish(tmp: str, path: str, table_names: Sequence[str], expected: int, after: object, *values: Any) -> str:
     """Append the small tables and rename this run's complete partial file into place.
 
-    Runs only after every block write of the product succeeded (``written`` holds their byte
-    counts) and after ``after`` (the run's guard, which raises when some input integration has
+    ``values`` are the tables (one per name in ``table_names``, None to skip) followed by the
+    byte counts of the product's block writes.  Runs only after every block write succeeded
+    and after ``after`` (the run's guard, which raises when some input integration has
     no usable pixel); the total is checked against ``expected`` so that a file is never renamed
     into place unless all of its data was written.  The partial file is pinned by its inode
     before anything is appended: if the run failed meanwhile and removed it, nothing is
     recreated under its name and nothing is renamed (a straggling task cannot put a
     table-only file over an earlier product).
     """
+    tables = dict(zip(table_names, values[: len(table_names)], strict=True))
+    written = values[len(table_names) :]
     if sum(written) != expected:
         raise RuntimeError(f"{tmp}: {sum(written)} data bytes written, expected {expected}; not renamed to {path}")
     with fits_stream.name_errors(tmp, "open"):

@@ -49,7 +49,21 @@ def _whole(array: Any) -> Delayed:
     Handing a dask array straight to ``dask.delayed`` optimises (fuses and re-keys) its
     graph, so tasks it shares with other products (alignment, KLIP) would run again.
     """
-    return dask.delayed(np.block, pure=True)(array.to_delayed(optimize_graph=False).tolist())
+    blocks = array.to_delayed(optimize_graph=False)
+    # positional: a nested list of Delayed would make dask materialise their whole graph
+    return dask.delayed(_block, pure=True)(blocks.shape, *blocks.ravel().tolist())
+
+
+def _block(grid: tuple[int, ...], *blocks: np.ndarray) -> np.ndarray:
+    """Task: ``np.block`` of the blocks of a ``grid``-shaped block layout (given in C order)."""
+
+    def nest(items: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[Any]:
+        if len(shape) == 1:
+            return list(items)
+        step = len(items) // shape[0]
+        return [nest(items[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+    return np.block(nest(blocks, tuple(grid)))
 
 
 def new_run_token() -> str:
@@ -202,7 +216,9 @@ def stream_product(
                 dask.delayed(write_tasks.write_blocks)(str(tmp), offsets, names, dtypes, start, seconds, *row)
             )
     expected = sum(spec.nbytes for spec in specs)
-    return dask.delayed(write_tasks.finish)(str(tmp), str(path), dict(tables), written, expected, after), tmp
+    # tables and byte counts positional: containers of Delayed make dask materialise their graphs
+    finish = dask.delayed(write_tasks.finish)
+    return finish(str(tmp), str(path), tuple(tables), expected, after, *tables.values(), *written), tmp
 
 
 def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray) -> np.ndarray:

@@ -57,10 +57,12 @@ def _frames(ds: xr.Dataset, name: str) -> list[tuple[Delayed, int]] | list[None]
 
 
 def _drizzle_frame(
-    *frames: tuple[NDArray[Any], int] | None, pixmap: NDArray[np.float64], **kwargs: Any
+    *blocks: NDArray[Any] | None, index: tuple[int, ...], pixmap: NDArray[np.float64], **kwargs: Any
 ) -> drizzle_kernel.Partial:
-    """Task: pick each (sci, dq, variances, err) frame from its block and call the kernel."""
-    sci, flags, var_rnoise, var_flat, var_poisson, err = (None if f is None else f[0][f[1]] for f in frames)
+    """Task: pick each (sci, dq, variances, err) frame ``index[k]`` of its block and call the kernel."""
+    sci, flags, var_rnoise, var_flat, var_poisson, err = (
+        None if b is None else b[i] for b, i in zip(blocks, index, strict=True)
+    )
     if sci is None:
         raise ValueError("drizzle needs a science frame")
     return drizzle_kernel.drizzle_partial(
@@ -152,8 +154,11 @@ def resample(
     names = ("sci", "dq", *drizzle_kernel.VARIANCE_NAMES, "err")
     for ds, pixmap, bound, exptime, sky in zip(exposures, pixmaps, bounds, exptimes, sky_levels, strict=True):
         each = {"pixmap": pixmap, "exptime": exptime, "sky_level": sky, "bounds": bound, **common}
-        for blocks in zip(*(_frames(ds, name) for name in names), strict=True):
-            partials.append(drizzle_frame(*blocks, image_index=len(partials), **each))
+        for frames in zip(*(_frames(ds, name) for name in names), strict=True):
+            # blocks positional (a tuple holding Delayed would make dask materialise their graph)
+            blocks = [None if f is None else f[0] for f in frames]
+            index = tuple(0 if f is None else f[1] for f in frames)
+            partials.append(drizzle_frame(*blocks, index=index, image_index=len(partials), **each))
     final = dask.delayed(drizzle_kernel.finalize, nout=len(OUTPUTS), pure=True)(
         _tree(partials), fillval=fillval, pixel_scale_ratio=pixel_scale_ratio
     )

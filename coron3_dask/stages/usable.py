@@ -58,7 +58,7 @@ def count_usable(cube: xr.Dataset, *, bad_bits: int, weights: xr.DataArray | Non
     )
 
 
-def _join_counts(blocks: list[np.ndarray]) -> np.ndarray:
+def _join_counts(*blocks: np.ndarray) -> np.ndarray:
     """Task: one group's per-chunk counts as one array (named for the progress map, not "concatenate")."""
     return np.concatenate(blocks)
 
@@ -92,7 +92,8 @@ def usable_check(cube: xr.Dataset, *, bad_bits: int, weights: xr.DataArray | Non
         Built from the cube's unoptimised blocks, so it shares their read and flag tasks.
     """
     blocks = count_usable(cube, bad_bits=bad_bits, weights=weights).data.to_delayed(optimize_graph=False)
-    counts = dask.delayed(_join_counts, pure=True)(blocks.ravel().tolist())
+    # blocks passed positionally: a list of Delayed would make dask materialise their whole graph
+    counts = dask.delayed(_join_counts, pure=True)(*blocks.ravel().tolist())
     coords = cube.coords  # in-memory provenance labels, not pixels
     labels = list(zip(coords["source"].data.tolist(), coords["int_number"].data.tolist(), strict=True))
     return UsableCheck(counts, labels, problem)

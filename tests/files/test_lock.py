@@ -200,7 +200,7 @@ def test_append_table_and_rename_errors_name_the_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "replace", denied)
     with pytest.raises(WriteError) as info:
-        write_tasks.finish(str(path), str(tmp_path / "final.fits"), {}, [64], 64, None)
+        write_tasks.finish(str(path), str(tmp_path / "final.fits"), (), 64, None, 64)
     assert str(info.value) == f"cannot rename {path} to {tmp_path / 'final.fits'}: [Errno {errno.EACCES}] " + (
         os.strerror(errno.EACCES)
     )
@@ -223,7 +223,7 @@ def test_finish_never_renames_an_incomplete_file(tmp_path):
     path = tmp_path / "t.fits"
     fits_stream.preallocate_fits(path, {}, [ExtensionSpec("SCI", (2, 4, 4), np.float32)])
     with pytest.raises(RuntimeError, match="not renamed"):
-        write_tasks.finish(str(path), str(tmp_path / "final.fits"), {}, [64], 128, None)
+        write_tasks.finish(str(path), str(tmp_path / "final.fits"), (), 128, None, 64)
     assert not (tmp_path / "final.fits").exists()
 
 
@@ -479,11 +479,11 @@ def test_finish_never_recreates_a_removed_partial(tmp_path, monkeypatch):
         return real_append(path, *a, **k)
     monkeypatch.setattr(fits_stream, "append_table", append_after_cleanup)
     with pytest.raises(OSError, match="removed"):
-        write_tasks.finish(str(tmp), str(final), {"T": table}, [n], n, None)
+        write_tasks.finish(str(tmp), str(final), ("T",), n, None, table, n)
     assert final.read_bytes() == b"earlier product" and not tmp.exists()
     tmp.unlink(missing_ok=True)
     with pytest.raises(OSError, match="cannot open"):
-        write_tasks.finish(str(tmp), str(final), {"T": table}, [n], n, None)
+        write_tasks.finish(str(tmp), str(final), ("T",), n, None, table, n)
     assert final.read_bytes() == b"earlier product" and not tmp.exists()
 
 
