@@ -14,6 +14,9 @@ Used by ``benchmarks/bench_pipeline.py`` and importable by tests.  Three pieces:
 * :func:`run_official` — ``Coron3Pipeline`` with ``align_refs.override_psfmask``, every
   sub-step's ``run`` and every ``save_model`` wrapped with a timer, so one run gives the
   end-to-end wall time and the time per step (the same grouping as coron3_dask's stages).
+  ``fit_dtype="float64"`` runs it with :func:`float64_shift_fit` in force.
+* :func:`float64_shift_fit` — a context manager that makes jwst's ``align_refs`` shift fit
+  run in float64 (and changes nothing else); see its docstring for exactly what is patched.
 
 No pixels are changed by :func:`prepare_programme`; only the ASDF extension and WCS keywords
 are added.
@@ -33,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OFFLINE_CONTEXT", "STEPS", "OfficialRun", "attach_gwcs", "build_gwcs", "copy_psfmask", "offline_crds",
-           "offline_crds_env", "prepare_programme", "run_official"]
+__all__ = ["OFFLINE_CONTEXT", "STEPS", "OfficialRun", "attach_gwcs", "build_gwcs", "copy_psfmask",
+           "float64_shift_fit", "offline_crds", "offline_crds_env", "prepare_programme", "run_official"]
 
 OFFLINE_CONTEXT = "jwst_0000.pmap"
 #: official sub-steps, in the grouping used for coron3_dask's stages
@@ -224,9 +227,72 @@ class _Timer:
         return wrapper
 
 
+@contextlib.contextmanager
+def float64_shift_fit() -> Iterator[None]:
+    """Make jwst's ``align_refs`` shift fit run in float64 for the duration of the block.
+
+    jwst 3.0.0 fits each reference integration's shift in
+    ``jwst.coron.imageregistration.align_fourier_lsq(reference, target, mask)``: a
+    ``scipy.optimize.leastsq`` (MINPACK, forward-difference Jacobian) of the residual
+    ``((target - beta * fourier_imshift(reference, (sx, sy))) * mask).ravel()``.  It is called
+    by ``align_array`` (looked up as a module global at each call), which ``align_models``
+    calls with ``reference = science.data[0]``, ``target = psf.data`` and ``mask = psfmask.data``:
+    all float32.  numpy >= 2 keeps float32 through ``fft`` (and ``ndimage.fourier_shift``
+    through complex64), so the shifted reference is computed in float32; the residual comes
+    out float64 only because ``beta`` is a numpy float64, so its precision (and that of the
+    forward-difference Jacobian, whose shift steps are ~1e-8 px) is float32's.
+
+    Patched: the module attribute ``jwst.coron.imageregistration.align_fourier_lsq`` is
+    replaced by a wrapper that casts ``reference``, ``target`` and ``mask`` (when not None)
+    to float64 and calls the original function (same ``leastsq`` call, same tolerances).
+    Nothing else changes: the fitted shifts were float64 already, and the aligned PSFs are
+    still ``fourier_imshift(psf.data, -shifts)`` of the unchanged float32 data.  The original
+    is restored on exit.
+    """
+    import numpy as np
+    from jwst.coron import imageregistration
+
+    original = imageregistration.align_fourier_lsq
+
+    def align_fourier_lsq_float64(reference: Any, target: Any, mask: Any = None) -> Any:
+        reference = np.asarray(reference, dtype=np.float64)
+        target = np.asarray(target, dtype=np.float64)
+        if mask is not None:
+            mask = np.asarray(mask, dtype=np.float64)
+        return original(reference, target, mask=mask)
+
+    imageregistration.align_fourier_lsq = align_fourier_lsq_float64
+    try:
+        yield
+    finally:
+        imageregistration.align_fourier_lsq = original
+
+
+@contextlib.contextmanager
+def _timed_fit(total: list[float]) -> Iterator[None]:
+    """Add the process CPU time spent in jwst's shift fit (``align_fourier_lsq``) to ``total[0]``."""
+    from jwst.coron import imageregistration
+
+    fit = imageregistration.align_fourier_lsq
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return fit(*args, **kwargs)
+        finally:
+            total[0] += time.process_time() - start
+
+    imageregistration.align_fourier_lsq = timed
+    try:
+        yield
+    finally:
+        imageregistration.align_fourier_lsq = fit
+
+
 def run_official(asn_path: str | Path, psfmask: str | Path, output_dir: str | Path, *,
                  save_results: bool = True, crds_root: str | Path | None = None,
-                 step_pars: Mapping[str, Mapping[str, Any]] | None = None, quiet: bool = True) -> OfficialRun:
+                 step_pars: Mapping[str, Mapping[str, Any]] | None = None, quiet: bool = True,
+                 fit_dtype: str | None = None) -> OfficialRun:
     """Run ``Coron3Pipeline`` offline on ``asn_path`` (members must carry a gWCS) and time its steps.
 
     Parameters
@@ -246,6 +312,9 @@ def run_official(asn_path: str | Path, psfmask: str | Path, output_dir: str | Pa
     quiet : bool
         Raise the stpipe/jwst loggers to WARNING (logging is part of the cost; INFO logging of
         ~100 lines per run is negligible next to the steps).
+    fit_dtype : {None, "float32", "float64"}
+        ``"float64"``: fit the ``align_refs`` shifts in float64 (:func:`float64_shift_fit`);
+        None or ``"float32"``: jwst as released (float32 inputs to the fit).
 
     Returns
     -------
@@ -276,14 +345,20 @@ def run_official(asn_path: str | Path, psfmask: str | Path, output_dir: str | Pa
             step.save_model = timer.wrap(step.save_model, "write")
         pipe.save_model = timer.wrap(pipe.save_model, "write")
         pipe.prepare_output = timer.wrap(pipe.prepare_output, "read")
+        if fit_dtype not in (None, "float32", "float64"):
+            raise ValueError(f"fit_dtype must be None, 'float32' or 'float64', not {fit_dtype!r}")
         before = {p.name for p in output_dir.iterdir()}
-        cpu0 = _cpu_seconds()
-        start = time.perf_counter()
-        pipe.run(str(asn_path))
-        wall = time.perf_counter() - start
-        cpu = _cpu_seconds() - cpu0
+        fit_cpu = [0.0]
+        with float64_shift_fit() if fit_dtype == "float64" else contextlib.nullcontext(), \
+                _timed_fit(fit_cpu):
+            cpu0 = _cpu_seconds()
+            start = time.perf_counter()
+            pipe.run(str(asn_path))
+            wall = time.perf_counter() - start
+            cpu = _cpu_seconds() - cpu0
     steps = dict(timer.spent)
     steps["other"] = wall - sum(steps.values())
+    steps["align_fit_cpu"] = fit_cpu[0]  # inside align_refs: the CPU time of the shift fits alone
     products = sorted(p for p in output_dir.iterdir() if p.name not in before)
     return OfficialRun(wall, cpu, steps, dict(timer.calls), products)
 

@@ -38,7 +38,8 @@ def main_() -> None:
     n_sci = sum(ds.sizes["integration"] for ds in inputs.science)
     n_ref = sum(ds.sizes["integration"] for ds in inputs.psf)
     shape = (inputs.science[0].sizes["y"], inputs.science[0].sizes["x"])
-    argv = ["run", str(args.asn), "--psfmask", str(args.psfmask), "-o", str(out), "--scheduler", "local", "--workers", str(args.workers),
+    argv = ["run", str(args.asn), "--psfmask", str(args.psfmask), "-o", str(out), "--scheduler", "local",
+            "--workers", str(args.workers),
             "--threads-per-worker", "1", "--memory-limit", args.memory_limit, "--no-progress"]
     argv += [a for o in args.overrides for a in ("--set", o)]
     if args.no_save_psfalign:
