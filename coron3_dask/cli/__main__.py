@@ -1,7 +1,5 @@
 """``python -m coron3_dask.cli``: the ``coron3-dask`` command."""
 
-import sys
+from coron3_dask.cli import entry
 
-from coron3_dask.cli import main
-
-sys.exit(main())
+entry()
