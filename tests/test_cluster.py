@@ -99,3 +99,33 @@ def test_cluster_progress_reports_stages(cluster, small_programme, tmp_path, cap
     err = capsys.readouterr().err
     assert "[100.0%]" in err and "align " in err and "klip " in err
     assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+def test_the_default_scheduler_is_an_in_process_cluster_with_a_dashboard(small_programme, tmp_path, capsys):
+    """No --scheduler: a LocalCluster in this process (threads, shared memory) with dashboard and progress."""
+    from distributed import LocalCluster
+
+    started = []
+    real_init = LocalCluster.__init__
+
+    def spy(self, *args, **kwargs):
+        started.append(kwargs)
+        return real_init(self, *args, **kwargs)
+
+    LocalCluster.__init__ = spy
+    try:
+        argv = ["run", str(small_programme.asn_path), "--psfmask", str(small_programme.psfmask_path),
+                "-o", str(tmp_path / "default")]
+        assert main(argv) == 0
+    finally:
+        LocalCluster.__init__ = real_init
+    (kwargs,) = started
+    assert kwargs["processes"] is False and kwargs["n_workers"] == 1
+    assert kwargs["threads_per_worker"] == (os.cpu_count() or 1) + 1
+    err = capsys.readouterr().err
+    assert "Dask dashboard: http://127.0.0.1:" in err and "[100.0%]" in err
+    _run(small_programme, tmp_path / "sync", "--scheduler", "synchronous")
+    reference, got = _arrays(tmp_path / "sync"), _arrays(tmp_path / "default")
+    assert got.keys() == reference.keys() and len(reference) > 13
+    for key, value in reference.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=str(key))

@@ -26,6 +26,8 @@ SCHEDULERS = ("local-threads", "local", "threads", "processes", "synchronous")
 _IN_PROCESS = {
     "distributed.worker.profile.enabled": False,
     "distributed.scheduler.work-stealing": False,
+    # the dashboard listens on loopback only: link to it there (the default names the host's address)
+    "distributed.dashboard.link": "http://127.0.0.1:{port}/status",
 }
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -140,7 +142,11 @@ def check_scheduler(args: argparse.Namespace) -> None:
 
 def distributed_compute(client: Any, board: StageBoard | None) -> Callable[..., Sequence[Any]]:
     """Submit the graph to the cluster (no client-side gathering of pixels), with progress."""
+    import threading
+
     from distributed.diagnostics.progressbar import MultiProgressBar
+
+    stopped = threading.Event()
 
     class _Bar(MultiProgressBar):
         def _draw_bar(self, remaining: dict[str, int], all: dict[str, int], **kwargs: Any) -> None:
@@ -149,7 +155,8 @@ def distributed_compute(client: Any, board: StageBoard | None) -> Callable[..., 
                 board.draw()
 
         def _draw_stop(self, **kwargs: Any) -> None:
-            if board is not None:
+            if board is not None and not stopped.is_set():
+                stopped.set()
                 board.draw(final=True)
 
     def compute(*collections: Any) -> Sequence[Any]:
@@ -158,9 +165,16 @@ def distributed_compute(client: Any, board: StageBoard | None) -> Callable[..., 
             bar = _Bar(futures, client.scheduler.address, group_by=stage_of, complete=True, interval="250ms")
             client.loop.add_callback(bar.listen)
         try:
-            return list(client.gather(futures))
+            results = list(client.gather(futures))
         except BaseException:
             client.cancel(futures)  # stop queued and running work: the run is failing
             raise
+        if board is not None and not stopped.wait(1.0):
+            # every task is done; the bar's last update may not have arrived before the (in-process)
+            # scheduler closes: draw the final line from what is known
+            stopped.set()
+            board.update(board.all, {})
+            board.draw(final=True)
+        return results
 
     return compute
