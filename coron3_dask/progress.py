@@ -38,7 +38,7 @@ _EXACT = {
 }
 #: (stage, substrings of the task name), first match wins: the kernels' and writers' function names
 _RULES = (
-    ("write", ("write", "preallocate", "create_fits", "finish", "shifts_table")),
+    ("write", ("write", "preallocate", "finish", "shifts_table")),
     ("resample", ("drizzle", "pixmap", "combine")),
     ("klip", ("klip",)),
     ("align_refs", ("align_blocks", "align_one", "median_replace")),

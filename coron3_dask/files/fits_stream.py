@@ -34,6 +34,7 @@ __all__ = [
     "WriteError",
     "append_table",
     "atomic_path",
+    "data_offsets",
     "make_header",
     "name_errors",
     "preallocate_fits",
@@ -146,6 +147,29 @@ class ExtensionSpec:
         return header
 
 
+def _layout(primary: Mapping[str, Any], extensions: Sequence[ExtensionSpec]) -> tuple[list[bytes], dict[str, int]]:
+    """Return the encoded headers (PRIMARY first) and each extension's data offset."""
+    names = [spec.name for spec in extensions]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate EXTNAME in {names}")
+    _check_cards(primary, "PRIMARY")
+    header = fits.Header([("SIMPLE", True), ("BITPIX", 8), ("NAXIS", 0), ("EXTEND", True)])
+    header.extend(make_header(primary))
+    headers = [header.tostring().encode("ascii")]
+    offsets: dict[str, int] = {}
+    position = len(headers[0])
+    for spec in extensions:
+        headers.append(spec.fits_header().tostring().encode("ascii"))
+        offsets[spec.name] = position + len(headers[-1])
+        position = offsets[spec.name] + _padded(spec.nbytes)
+    return headers, offsets
+
+
+def data_offsets(primary: Mapping[str, Any], extensions: Sequence[ExtensionSpec]) -> dict[str, int]:
+    """Return the data offsets :func:`preallocate_fits` gives the same headers, without writing."""
+    return _layout(primary, extensions)[1]
+
+
 def preallocate_fits(
     path: str | Path, primary: Mapping[str, Any], extensions: Sequence[ExtensionSpec]
 ) -> dict[str, int]:
@@ -176,18 +200,11 @@ def preallocate_fits(
     unsigned ones (stored with ``BZERO``) must be filled with the stored pattern of 0, so
     preallocating a uint32 DQ costs one sequential write of its size.
     """
-    names = [spec.name for spec in extensions]
-    if len(set(names)) != len(names):
-        raise ValueError(f"duplicate EXTNAME in {names}")
-    _check_cards(primary, "PRIMARY")
-    header = fits.Header([("SIMPLE", True), ("BITPIX", 8), ("NAXIS", 0), ("EXTEND", True)])
-    header.extend(make_header(primary))
-    offsets: dict[str, int] = {}
+    headers, offsets = _layout(primary, extensions)
     with name_errors(path), open(path, "wb") as f:
-        f.write(header.tostring().encode("ascii"))
-        for spec in extensions:
-            f.write(spec.fits_header().tostring().encode("ascii"))
-            offsets[spec.name] = f.tell()
+        f.write(headers[0])
+        for spec, ext_header in zip(extensions, headers[1:], strict=True):
+            f.write(ext_header)
             if _BITPIX[spec.dtype][1] is not None:
                 zeros = _to_disk(np.zeros(min(spec.nbytes // spec.dtype.itemsize, 1 << 21), spec.dtype), spec.dtype)
                 block = zeros.tobytes()

@@ -1,12 +1,15 @@
-"""The tasks that write one product: pre-allocate, write blocks, finish (tables and rename).
+"""The tasks that write one product: block writes (the first pre-allocates the file) and finish.
 
 Planned by :func:`coron3_dask.files.writers.stream_product`; each runs on a worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +17,72 @@ import numpy as np
 
 from coron3_dask.files import fits_stream, lock
 
-__all__ = ["create", "finish", "write_blocks"]
+__all__ = ["ProductFile", "ensure_file", "finish", "write_blocks"]
 
 
-def create(
-    tmp: str, primary: Mapping[str, Any], specs: Sequence[fits_stream.ExtensionSpec], run_token: str | None = None
-) -> dict[str, int]:
-    """Task: pre-allocate one product under its partial name; return each extension's data offset.
+@dataclass(frozen=True)
+class ProductFile:
+    """What every write task of one product needs to find or create its partial file.
 
-    Runs inside the graph, just before the product's first block is written.  With a
-    ``run_token`` (the run holds the directory's ``OutputLock``): if the run no longer holds
-    the directory or was abandoned (``lock.run_is_live``), the file is removed again and the
-    task fails: the run's cleanup either sees the file or this task sees the abandoned run
-    (``OutputLock.abandon`` is written before the cleanup).
+    Attributes
+    ----------
+    tmp : str
+        The run's private partial name of the product.
+    primary : mapping
+        PRIMARY header cards.
+    specs : tuple of ExtensionSpec
+        Image extensions in file order.
+    run_token : str or None
+        Set when the run holds the directory's ``OutputLock`` under this token: a file is then
+        only ever created while the run is live (``lock.run_is_live``).
     """
-    path = Path(tmp)
-    try:
-        offsets = fits_stream.preallocate_fits(path, dict(primary), specs)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    if run_token is not None and not lock.run_is_live(path.parent, run_token):
-        path.unlink(missing_ok=True)
-        raise FileNotFoundError(f"{tmp}: the run was abandoned; not written")
-    return offsets
+
+    tmp: str
+    primary: Mapping[str, Any]
+    specs: tuple[fits_stream.ExtensionSpec, ...]
+    run_token: str | None = None
+
+
+#: data offsets of the partial files this process has created or found, by partial name
+_OFFSETS: dict[str, dict[str, int]] = {}
+_CREATING = threading.Lock()
+
+
+def ensure_file(product: ProductFile) -> dict[str, int]:
+    """Pre-allocate the product's partial file if no writer has yet; return its data offsets.
+
+    Called by each block write, so the file is created by the product's first write, however
+    the scheduler orders the tasks (a separate pre-allocation task could be run late and keep
+    every computed block of the product in memory meanwhile).  Writers in other processes
+    race safely: each pre-allocates a private scratch file and hard-links it to the partial
+    name, and only the first link wins (the layouts are identical).  If the run no longer
+    holds its output directory or was abandoned, a file just created is removed again and
+    the write fails: the run's cleanup either sees the file or the writer sees the abandoned
+    run (``OutputLock.abandon`` is written before the cleanup).
+    """
+    path = Path(product.tmp)
+    with _CREATING:
+        if product.tmp in _OFFSETS and path.exists():
+            return _OFFSETS[product.tmp]
+        if path.exists():
+            offsets = fits_stream.data_offsets(product.primary, product.specs)
+        else:
+            scratch = path.with_name(f".{os.getpid()}-{threading.get_ident()}{path.name}")
+            try:
+                offsets = fits_stream.preallocate_fits(scratch, product.primary, product.specs)
+                with contextlib.suppress(FileExistsError):  # another process's writer was first
+                    os.link(scratch, path)
+            finally:
+                scratch.unlink(missing_ok=True)
+            if product.run_token is not None and not lock.run_is_live(path.parent, product.run_token):
+                path.unlink(missing_ok=True)
+                raise FileNotFoundError(f"{product.tmp}: the run was abandoned; not written")
+        _OFFSETS[product.tmp] = offsets
+        return offsets
 
 
 def write_blocks(
-    tmp: str,
-    offsets: Mapping[str, int],
+    product: ProductFile,
     names: Sequence[str],
     dtypes: Sequence[Any],
     start: tuple[int, int],
@@ -53,17 +93,18 @@ def write_blocks(
 
     A block may be chunked on the first two axes (later axes whole): each of its rows along
     the first axis is then one contiguous run of the file, at flat index
-    ``(start[0] + i) * n_second + start[1]`` over the first two axes.  ``tmp`` is this run's
-    private partial file (pre-allocated by :func:`create`); a system error is raised as
-    ``WriteError`` naming it.
+    ``(start[0] + i) * n_second + start[1]`` over the first two axes.  The product's private
+    partial file is created by its first write (:func:`ensure_file`); a system error is
+    raised as ``WriteError`` naming it.
     """
+    offsets = ensure_file(product)
     total = 0
     for name, dtype, second, block in zip(names, dtypes, n_second, blocks, strict=True):
         if block.ndim < 3:
-            total += fits_stream.write_block(tmp, offsets[name], start[0], block, dtype)
+            total += fits_stream.write_block(product.tmp, offsets[name], start[0], block, dtype)
             continue
         for i, row in enumerate(block):
-            total += fits_stream.write_block(tmp, offsets[name], (start[0] + i) * second + start[1], row, dtype)
+            total += fits_stream.write_block(product.tmp, offsets[name], (start[0] + i) * second + start[1], row, dtype)
     return total
 
 

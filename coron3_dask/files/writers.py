@@ -1,7 +1,7 @@
 """Turn lazy products into write tasks that run on the workers.
 
 Every product is streamed: its file is pre-allocated (headers written, data areas reserved)
-by a task of the graph, under a hidden name private to the run, ``.{name}.{run_token}.partial``;
+by its first block write, under a hidden name private to the run, ``.{name}.{run_token}.partial``;
 each block of each extension is written by a task right after the task that computed it (no
 product is ever assembled whole, on the client or on a worker), and a final task, which
 depends on every block write, appends the small tables and renames the file into place.  No
@@ -182,8 +182,8 @@ def stream_product(
     task : Delayed
         Returns ``str(path)`` once the file is complete and renamed.
     partial : Path
-        The temporary name (created by a task of the graph; removed by the caller if the
-        run fails, see :func:`remove_partials`).
+        The temporary name (created by the product's first block write; removed by the caller
+        if the run fails, see :func:`remove_partials`).
     """
     token = run_token or new_run_token()
     tmp = partial_name(path, token)
@@ -191,13 +191,8 @@ def stream_product(
         fits_stream.ExtensionSpec(name, tuple(arr.shape), np.dtype(arr.dtype), dict(header))
         for name, (arr, header) in extensions.items()
     ]
-    offsets = dask.delayed(write_tasks.create, pure=True)(
-        str(tmp),
-        dict(primary),
-        specs,
-        token if locked else None,
-        dask_key_name=f"create_fits-{dask.base.tokenize(str(tmp))}",
-    )
+    # no pre-allocation task: the product's first block write creates the file (write_tasks.ensure_file)
+    product = write_tasks.ProductFile(str(tmp), dict(primary), tuple(specs), token if locked else None)
     groups: dict[tuple[Any, ...], list[tuple[str, Any, int]]] = {}
     for name, (arr, _) in extensions.items():
         arr, _, chunks = _block_grid(arr)
@@ -212,9 +207,7 @@ def stream_product(
         for index in np.ndindex(blocks[0].shape):
             start = (starts[0][index[0]], starts[1][index[1]] if len(chunks) == 2 else 0)
             row = [b[index] for b in blocks]
-            written.append(
-                dask.delayed(write_tasks.write_blocks)(str(tmp), offsets, names, dtypes, start, seconds, *row)
-            )
+            written.append(dask.delayed(write_tasks.write_blocks)(product, names, dtypes, start, seconds, *row))
     expected = sum(spec.nbytes for spec in specs)
     # tables and byte counts positional: containers of Delayed make dask materialise their graphs
     finish = dask.delayed(write_tasks.finish)

@@ -289,7 +289,7 @@ def test_extensions_chunked_alike_are_written_by_one_task_per_block(tmp_path):
     }
     task, _ = writers.stream_product(tmp_path / "a.fits", {}, extensions, {}, run_token="0123abcd")
     names = [dask.utils.key_split(k) for k in task.__dask_graph__()]
-    assert names.count("write_blocks") == 3 + 1 and names.count("create_fits") == 1
+    assert names.count("write_blocks") == 3 + 1, "SCI and ERR per integration, DQ in one"
     dask.compute(task, scheduler="threads")
     with fits.open(tmp_path / "a.fits") as hdul:
         np.testing.assert_array_equal(hdul["SCI"].data, 1)
@@ -498,3 +498,12 @@ def test_partials_of_a_killed_run_are_removed_by_the_next_holder(tmp_path):
     with OutputLock(out):
         removed = writers.remove_stale_partials(out)
     assert sorted(removed) == sorted(stale) and not any(p.exists() for p in stale) and keep.exists()
+
+
+def test_the_first_block_write_creates_the_file_once_even_across_processes(tmp_path):
+    """Writers in several processes race to pre-allocate: one file, every block in it."""
+    extensions = {"SCI": (da.arange(6 * 16, dtype=np.float32, chunks=16).reshape(6, 4, 4).rechunk((1, 4, 4)), {})}
+    task, partial = writers.stream_product(tmp_path / "p.fits", {"TELESCOP": "JWST"}, extensions, {})
+    (done,) = dask.compute(task, scheduler="processes", num_workers=3)
+    np.testing.assert_array_equal(fits.getdata(done, "SCI"), np.arange(96, dtype=np.float32).reshape(6, 4, 4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.fits"], "no scratch or partial file left"
