@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import dask
-from dask.callbacks import Callback
 import dask.array as da
 import numpy as np
 import pytest
 from astropy.io import fits
+from dask.callbacks import Callback
 
 from coron3_dask import cli, files, pipeline
 from coron3_dask.config import load_config
