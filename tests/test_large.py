@@ -31,8 +31,8 @@ def test_large_programme_runs_in_bounded_memory(tmp_path):
     sampler.start()
     try:
         status = main(["run", str(sim.asn_path), "--psfmask", str(sim.psfmask_path), "-o", str(tmp_path / "out"),
-                       "--scheduler", "local", "--workers", "2", "--threads-per-worker", "1", "--memory-limit", str(LIMIT),
-                       "--no-progress"])
+                       "--scheduler", "local", "--workers", "2", "--threads-per-worker", "1",
+                       "--memory-limit", str(LIMIT), "--no-progress"])
     finally:
         sampler.stop()
     assert status == 0

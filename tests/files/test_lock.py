@@ -503,7 +503,7 @@ def test_partials_of_a_killed_run_are_removed_by_the_next_holder(tmp_path):
 def test_the_first_block_write_creates_the_file_once_even_across_processes(tmp_path):
     """Writers in several processes race to pre-allocate: one file, every block in it."""
     extensions = {"SCI": (da.arange(6 * 16, dtype=np.float32, chunks=16).reshape(6, 4, 4).rechunk((1, 4, 4)), {})}
-    task, partial = writers.stream_product(tmp_path / "p.fits", {"TELESCOP": "JWST"}, extensions, {})
+    task, _ = writers.stream_product(tmp_path / "p.fits", {"TELESCOP": "JWST"}, extensions, {})
     (done,) = dask.compute(task, scheduler="processes", num_workers=3)
     np.testing.assert_array_equal(fits.getdata(done, "SCI"), np.arange(96, dtype=np.float32).reshape(6, 4, 4))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.fits"], "no scratch or partial file left"
