@@ -72,6 +72,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _process import busy_cpu, kill_group, self_cpu
+
 HERE = Path(__file__).resolve().parent
 MODES: dict[str, list[str]] = {
     "each": [],
@@ -171,36 +173,12 @@ class _TreeRss(threading.Thread):
         self.join()
 
 
-def _busy_cpu() -> float:
-    """CPU seconds used by every process on the machine so far."""
-    import psutil
-
-    t = psutil.cpu_times()
-    return t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-
-
-def _self_cpu() -> float:
-    import resource
-
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _kill_group(pgid: int) -> bool:
-    """SIGKILL process group ``pgid``; True when something was still there."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 def measure(cmd: Sequence[str], log_path: Path, timeout: float, env: dict[str, str] | None = None,
             interval: float = 0.02) -> dict[str, Any]:
     """Run ``cmd`` as a fresh process (own session) and measure the whole process tree."""
     timed_out = threading.Event()
     with log_path.open("wb") as log:
-        busy0, self0 = _busy_cpu(), _self_cpu()
+        busy0, self0 = busy_cpu(), self_cpu()
         start = time.perf_counter()
         proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
@@ -209,23 +187,23 @@ def measure(cmd: Sequence[str], log_path: Path, timeout: float, env: dict[str, s
 
         def on_timeout() -> None:
             timed_out.set()
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
 
         timer = threading.Timer(timeout, on_timeout)
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:  # interrupted (Ctrl-C, SIGTERM): take the child's tree down with us
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
             raise
         finally:
             timer.cancel()
         wall = time.perf_counter() - start
         sampler.stop()
-        busy = _busy_cpu() - busy0
-        own = _self_cpu() - self0
+        busy = busy_cpu() - busy0
+        own = self_cpu() - self0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    leftovers = _kill_group(proc.pid)  # the session leader is gone; anything still in its group is a leftover
+    leftovers = kill_group(proc.pid)  # the session leader is gone; anything still in its group is a leftover
     cpu = usage.ru_utime + usage.ru_stime
     result: dict[str, Any] = {
         "wall": wall, "cpu": cpu, "user": usage.ru_utime, "sys": usage.ru_stime,

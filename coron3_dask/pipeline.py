@@ -28,6 +28,7 @@ from coron3_dask import dq, files, schema
 from coron3_dask.config import Coron3Config, ResampleParams
 from coron3_dask.files import metadata
 from coron3_dask.files.products import Provenance, exposure_product_name, source_product_name
+from coron3_dask.graph_names import name_by_step
 from coron3_dask.stages.align_refs import align_refs, replace_bad_pixels
 from coron3_dask.stages.klip import klip
 from coron3_dask.stages.outliers import flag_outliers
@@ -341,7 +342,7 @@ def run(
             saves = {"save_crfints": config.save_results, "save_psfalign": config.save_psfalign}
             tasks, shifts, partials = writers.plan(products, inputs, out, provenance, run_token=run_token, **saves)
             names = list(shifts)
-            results = (compute or _compute)(*tasks, *shifts.values())
+            results = (compute or _compute)(*name_by_step([*tasks, *shifts.values()], inputs.association.product_name))
         except BaseException:  # KeyboardInterrupt included
             with contextlib.suppress(OSError):
                 held.abandon()  # first: a straggling task then removes the file it pre-allocates

@@ -1,9 +1,12 @@
 """Per-stage progress (counts, elapsed, ETA) for every scheduler choice.
 
-Tasks are grouped into pipeline stages by their key names.  Local schedulers (threads,
-processes, synchronous) report through a dask callback; distributed clusters through a
-scheduler-side ``MultiProgress`` grouped by :func:`stage_of` (so ``coron3_dask`` must be
-importable on the scheduler, as it is on the workers).
+Tasks are grouped into pipeline stages by their key names.  ``pipeline.run`` names every key
+after its step (:mod:`coron3_dask.graph_names`), so ``key_split`` of a key *is* its stage; the
+substring rules below still file the raw (unrenamed) keys of a freshly built graph, as the
+benchmarks see them.  Local schedulers (threads, processes, synchronous) report through a dask
+callback; distributed clusters through a scheduler-side ``MultiProgress`` grouped by
+:func:`stage_of` (so ``coron3_dask`` must be importable on the scheduler, as it is on the
+workers).
 """
 
 from __future__ import annotations
@@ -18,9 +21,15 @@ from typing import Any, TextIO
 from dask.callbacks import Callback
 from dask.utils import key_split
 
-__all__ = ["STAGES", "LocalProgress", "StageBoard", "stage_of"]
+__all__ = ["CHECK", "STAGES", "STEPS", "LocalProgress", "StageBoard", "stage_of"]
 
 STAGES = ("read", "outlier_detection", "stack_refs", "align_refs", "klip", "resample", "write")
+#: the usable-data guard (per-integration usable-pixel counts and the check that gates alignment
+#: and KLIP): real work named for the dashboard, not one of the calwebb_coron3 steps the
+#: progress line lists (its tasks count towards the total)
+CHECK = "check"
+#: every step a task is named after, in pipeline order (the guard runs once the inputs are flagged)
+STEPS = ("read", "outlier_detection", CHECK, "stack_refs", "align_refs", "klip", "resample", "write")
 _LABELS = {
     "read": "read",
     "outlier_detection": "outliers",
@@ -30,6 +39,7 @@ _LABELS = {
     "resample": "drizzle",
     "write": "write",
 }
+_STEP_SET = frozenset(STEPS)
 #: exact task names (``key_split``) that a substring rule would misfile
 _EXACT = {
     "finalize": "resample",  # resample's one division (dask's own finalize-* tasks are plumbing)
@@ -43,6 +53,7 @@ _RULES = (
     ("klip", ("klip",)),
     ("align_refs", ("align_blocks", "align_one", "median_replace")),
     ("outlier_detection", ("flag_exposure",)),
+    (CHECK, ("count_block", "join_counts", "require_usable", "after_guard")),
     ("read", ("read", "load-", "psfmask")),
 )
 
@@ -50,10 +61,18 @@ _RULES = (
 def stage_of(key: Any) -> str:
     """Pipeline stage a task key belongs to (``"other"`` for plumbing tasks).
 
-    The one task-to-stage map of the package: progress bars and benchmarks share it.
+    The one task-to-stage map of the package: progress bars and benchmarks share it.  A key
+    named after its step (:func:`coron3_dask.graph_names.name_by_step`, as every key of a
+    run is) maps to that step; a raw key is filed by the name of the function it calls.
 
     Examples
     --------
+    >>> stage_of(("klip-jw01386-c1000_t001-3f9a0c2e1b7d4a65", 0, 0))
+    'klip'
+    >>> stage_of(("outlier_detection-jw01386-c1000_t001-0b1c2d3e4f5a6b7c",))
+    'outlier_detection'
+    >>> stage_of(("check-jw01386-c1000_t001-0b1c2d3e4f5a6b7c", 2)), stage_of("require_usable-379d2e68")
+    ('check', 'check')
     >>> stage_of(("_align_blocks-1f2e", 3, 0, 0, 0))
     'align_refs'
     >>> stage_of("write_cube-5b0b3db7")
@@ -62,6 +81,8 @@ def stage_of(key: Any) -> str:
     ('resample', 'other')
     """
     name = key_split(key)
+    if name in _STEP_SET:  # named after its step
+        return name
     if name in _EXACT:
         return _EXACT[name]
     for stage, needles in _RULES:

@@ -27,13 +27,15 @@ ALLOWED = {
     "files": {"files", "schema", "dq", "config", ""},  # config: files/parameters raises its ConfigError
     "simulate": {"simulate", "kernels", "files", "wcs", "schema", "dq"},
     "analysis": {"analysis", "files", "wcs", "schema"},
-    "campaign": {"campaign", "pipeline", "files", "config", ""},
+    "campaign": {"campaign", "pipeline", "files", "config", "analysis", "progress", ""},
+    "dashboard": {"dashboard", "campaign", "files", ""},
+    "graph_names": {"progress"},
     "config": {"dq", "files.parameters"},
     "schema": set(),
     "dq": set(),
     "progress": set(),
     "testing": set(),
-    "pipeline": {"files", "stages", "wcs", "config", "schema", "dq", ""},
+    "pipeline": {"files", "stages", "wcs", "config", "schema", "dq", "graph_names", ""},
     "__init__": {"config", "pipeline", "simulate"},
 }
 #: calls that open, read, write, move or delete files (attribute or plain name)
@@ -42,7 +44,7 @@ FILE_CALLS = {
     "savefig", "getdata", "writeto", "fromfile", "tofile", "flock",
 }
 #: the files layer's own API, called from other layers (``files.write_text(...)``, ``records.read_json(...)``)
-FILE_LAYER_NAMES = {"files", "records", "fits_stream", "writers"}
+FILE_LAYER_NAMES = {"files", "records", "fits_stream", "writers", "serving"}
 FILE_FUNCS = {("json", "load"), ("json", "dump"), ("tomllib", "load"), ("np", "save"), ("np", "load"),
               ("fits", "open"), ("fits", "getdata"), ("os", "remove"), ("os", "replace"), ("os", "rename")}
 

@@ -23,6 +23,7 @@ import pytest
 from helpers import restored_process_state
 
 from coron3_dask import cli
+from coron3_dask.cli import options
 from coron3_dask.config import ConfigError, Coron3Config, load_config
 from coron3_dask.files.parameters import ParameterFile, read_parameters
 
@@ -154,11 +155,11 @@ def write(path: Path, text: str | bytes) -> Path:
 
 def parse(*argv: str) -> argparse.Namespace:
     """``run`` arguments as ``cli.main`` parses them (strun spellings rewritten first)."""
-    return cli._parser().parse_args(cli._strun_steps(["run", "asn.json", *argv]))
+    return cli._parser().parse_args(options.strun_steps(["run", "asn.json", *argv]))
 
 
 def resolve(*argv: str) -> Coron3Config:
-    return cli._config(parse(*argv))
+    return options.config_from(parse(*argv))
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -188,11 +189,11 @@ def main_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Coron3Config]]
     seen: list[Coron3Config] = []
 
     def record(args: argparse.Namespace) -> int:
-        seen.append(cli._config(args))
+        seen.append(options.config_from(args))
         return 0
 
     monkeypatch.setattr(cli, "_run", record)
-    monkeypatch.setattr(cli, "_campaign", record)
+    monkeypatch.setattr(cli.campaign, "handle", record)
     yield seen
 
 
@@ -218,7 +219,7 @@ def test_steps_and_set_apply_in_command_line_order() -> None:
                  "--steps.klip.truncate", "7", "--set", "align_refs.median_box_length=9")
     assert args.overrides == ["--steps.klip.truncate=10", "klip.truncate=3", "--steps.align_refs.median_box_length=5",
                               "--steps.klip.truncate=7", "align_refs.median_box_length=9"]
-    config = cli._config(args)
+    config = options.config_from(args)
     assert (config.klip.truncate, config.align_refs.median_box_length) == (7, 9)
     config = resolve("--set", "klip.truncate=3", "--steps.klip.truncate=4")
     assert config.klip.truncate == 4
@@ -226,9 +227,9 @@ def test_steps_and_set_apply_in_command_line_order() -> None:
 
 def test_steps_values_may_look_like_negative_numbers_or_hold_equals_signs() -> None:
     args = parse("--steps.resample.rotation", "-30.5", "--steps.resample.crval", "10.0,-5.0")
-    config = cli._config(args)
+    config = options.config_from(args)
     assert (config.resample.rotation, config.resample.crval) == (-30.5, (10.0, -5.0))
-    assert cli._strun_steps(["--steps.a.b", "x=y"]) == ["--steps=a.b=x=y"]
+    assert options.strun_steps(["--steps.a.b", "x=y"]) == ["--steps=a.b=x=y"]
 
 
 def test_steps_beat_the_config_file_and_jwst_compat(tmp_path: Path) -> None:
@@ -240,7 +241,7 @@ def test_steps_beat_the_config_file_and_jwst_compat(tmp_path: Path) -> None:
 
 
 def test_tokens_after_double_dash_are_left_alone() -> None:
-    assert cli._strun_steps(["run", "--", "--steps.klip.truncate=3"]) == ["run", "--", "--steps.klip.truncate=3"]
+    assert options.strun_steps(["run", "--", "--steps.klip.truncate=3"]) == ["run", "--", "--steps.klip.truncate=3"]
 
 
 @pytest.mark.parametrize("command", ["run", "campaign"])

@@ -1,7 +1,9 @@
-"""Campaigns: many associations processed on one cluster, resumable after failures."""
+"""Campaigns: many associations processed concurrently on one cluster, state in SQLite, resumable."""
 
 from __future__ import annotations
 
-from coron3_dask.campaign.runner import AssociationOutcome, read_list, run_campaign
+from coron3_dask.campaign.attempt import Executor, Outcome, Settings
+from coron3_dask.campaign.runner import Campaign, CampaignLockedError, CampaignResult
+from coron3_dask.files.records import read_list
 
-__all__ = ["AssociationOutcome", "read_list", "run_campaign"]
+__all__ = ["Campaign", "CampaignLockedError", "CampaignResult", "Executor", "Outcome", "Settings", "read_list"]

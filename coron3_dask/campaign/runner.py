@@ -1,116 +1,216 @@
-"""Reprocessing campaigns: many associations, one cluster, resumable after failures.
+"""Reprocessing campaigns: many associations in flight on one cluster, state in SQLite, resumable.
 
-Each association gets its own output directory (``OUT/<product name>/``).  An association is
-complete when its run record (written atomically, after every product was renamed into
-place) exists; a rerun of the same campaign skips complete associations and retries the
-rest.  A failure is recorded and the campaign goes on with the next association.  The
-campaign's own record, ``OUT/campaign.json``, is rewritten atomically after every
-association, so it is always current.
+:class:`Campaign` keeps up to ``max_concurrent`` associations in flight (each one a graph of
+futures on the cluster, submitted from its own client thread) and starts the next as one
+finishes, so the scheduler never holds more than that many graphs and workers do not idle
+between associations.  A failing association never affects the others: it is retried up to
+``retries`` times (unless its error is bad input, which a retry cannot mend), then marked
+failed with its error.  Tasks lost with a dead worker are recomputed by the scheduler itself.
+
+State lives in ``OUT/campaign.sqlite`` (:class:`~coron3_dask.files.campaign_db.CampaignDB`).
+The output root is locked for the whole campaign, so a second client is refused at once.
+Rerunning the same command resumes: current associations are skipped (see
+:mod:`coron3_dask.campaign.attempt`), associations a killed client left ``running`` go back to
+``pending``.
+
+Stopping: :meth:`Campaign.request_stop` (the CLI's first SIGINT/SIGTERM) submits nothing new
+and lets in-flight associations finish; :meth:`Campaign.cancel` (the second) cancels them too:
+their partial files are removed and they go back to ``pending``.  When the scheduler is lost,
+the campaign stops the same way and says so.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import dataclasses
 import logging
+import threading
 import time
-import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from coron3_dask import __version__, files, pipeline
-from coron3_dask.config import Coron3Config
-from coron3_dask.files import records
-from coron3_dask.files.records import read_list
+from coron3_dask import files
+from coron3_dask.campaign.attempt import Executor, Outcome, Settings, run_attempt
+from coron3_dask.files.association import product_name_of
+from coron3_dask.files.campaign_db import DB_NAME, CampaignDB
+from coron3_dask.files.lock import OutputLock, OutputLockedError
 
-__all__ = ["AssociationOutcome", "read_list", "run_campaign"]
+__all__ = ["Campaign", "CampaignLockedError", "CampaignResult"]
 
 log = logging.getLogger(__name__)
 
+_WAIT_S = 0.25
+_PROGRESS_S = 1.0
+
+
+class CampaignLockedError(OutputLockedError):
+    """Another campaign client holds the output root."""
+
+    def __str__(self) -> str:
+        return (
+            f"campaign output root {self.directory} is in use by another campaign client "
+            f"({files.lock.describe_holder(self.holder)}): wait for it to finish, or stop it first"
+        )
+
 
 @dataclass
-class AssociationOutcome:
-    """What happened to one association of a campaign."""
+class CampaignResult:
+    """How a campaign invocation ended."""
 
-    asn: str
-    status: str  # "done", "skipped" (already complete) or "failed"
-    output_dir: str = ""
-    products: list[str] = field(default_factory=list)
-    wall_seconds: float = 0.0
-    error: str = ""
+    outcomes: list[Outcome] = field(default_factory=list)
+    #: ``"complete"`` (nothing left), ``"stopped"`` (asked to stop) or ``"lost"`` (cluster gone)
+    ending: str = "complete"
+    message: str = ""
+    session: int = 0
+    database: Path = Path()
+
+    def count(self, status: str) -> int:
+        """Count the associations whose last outcome has ``status``."""
+        return sum(o.status == status for o in self.outcomes)
 
 
-def run_campaign(
-    associations: Sequence[str | Path],
-    output_root: str | Path,
-    config: Coron3Config,
-    *,
-    psfmask: str | Path | None = None,
-    crds_path: str | Path | None = None,
-    force: bool = False,
-    compute: Callable[..., Sequence[Any]] | None = None,
-    on_outcome: Callable[[AssociationOutcome], None] | None = None,
-) -> list[AssociationOutcome]:
-    """Process associations one after another on the current scheduler.
+class Campaign:
+    """Many associations processed concurrently on one executor (see the module notes).
 
     Parameters
     ----------
     associations : sequence of path
-        coron3 association files.
-    output_root : path
-        Each association writes to ``output_root/<product name>/``.
-    config : Coron3Config
-        Parameters for every association.
-    psfmask, crds_path : path, optional
-        PSFMASK override, or the CRDS cache to look each one up in.
-    force : bool
-        Reprocess associations that are already complete.
-    compute : callable, optional
-        Passed to :func:`pipeline.run` (the CLI's distributed submit with progress).
-    on_outcome : callable, optional
-        Called after each association (progress reporting).
-
-    Returns
-    -------
-    list of AssociationOutcome
-        In input order.
+        coron3 association files (duplicates are processed once).
+    settings : Settings
+        Output root, parameters, PSFMASK or CRDS path, ``force``, thumbnail renderer.
+    executor : Executor
+        Where graphs run.
+    max_concurrent : int, optional
+        Associations in flight (default ``executor.slots``).
+    retries : int
+        Further attempts after a failure that is not bad input.
     """
-    root = records.ensure_dir(output_root, "--output-root")
-    outcomes: list[AssociationOutcome] = []
-    for asn in associations:
-        start = time.perf_counter()
-        outcome = AssociationOutcome(asn=str(asn), status="failed")
+
+    def __init__(
+        self,
+        associations: Sequence[str | Path],
+        settings: Settings,
+        executor: Executor,
+        *,
+        max_concurrent: int | None = None,
+        retries: int = 1,
+    ) -> None:
+        self.associations = list(dict.fromkeys(Path(a).resolve() for a in associations))
+        self.settings = settings
+        self.executor = executor
+        self.max_concurrent = max(1, max_concurrent or executor.slots)
+        self.retries = max(0, retries)
+        self._stopping = threading.Event()
+        self._cancelled = threading.Event()
+
+    def request_stop(self) -> None:
+        """Submit nothing new; in-flight associations finish."""
+        self._stopping.set()
+
+    def cancel(self) -> None:
+        """Stop and cancel the associations in flight (they go back to pending)."""
+        self._stopping.set()
+        self._cancelled.set()
+        self.executor.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested."""
+        return self._stopping.is_set()
+
+    def run(
+        self,
+        *,
+        command: str = "",
+        cluster: str = "",
+        on_outcome: Callable[[Outcome], None] | None = None,
+        on_session: Callable[[CampaignDB, int], None] | None = None,
+    ) -> CampaignResult:
+        """Process every association; return when none is left, or after a stop or a lost cluster.
+
+        Parameters
+        ----------
+        command, cluster : str
+            Recorded with the session (the command line; the scheduler address or kind).
+        on_outcome : callable, optional
+            Called in the calling thread after every attempt.
+        on_session : callable, optional
+            Called with the open database and session id before the first association starts.
+
+        Raises
+        ------
+        CampaignLockedError
+            Another client holds the output root.
+        """
+        root = files.ensure_dir(self.settings.root, "campaign output root")  # absolute: workers may run elsewhere
+        self.settings = dataclasses.replace(self.settings, root=root)
         try:
-            association = files.read_association(asn)
-            out = root / association.product_name
-            outcome.output_dir = str(out)
-            record = out / pipeline.run_record_name(association.product_name)
-            if record.exists() and not force:
-                outcome.status = "skipped"
-                outcome.products = records.read_json(record).get("products", [])
-            else:
-                inputs = pipeline.open_inputs(asn, config, psfmask=psfmask, crds_path=crds_path)
-                result = pipeline.run(inputs, config, out, compute=compute)
-                outcome.status, outcome.products = "done", [p.name for p in result.paths]
-        except Exception as exc:  # noqa: BLE001 - one bad association must not stop a campaign
-            outcome.error = f"{type(exc).__name__}: {exc}"
-            log.warning("%s failed: %s", asn, outcome.error)
-            log.debug("%s", traceback.format_exc())
-        outcome.wall_seconds = round(time.perf_counter() - start, 3)
-        outcomes.append(outcome)
-        _write_record(root, config, outcomes, len(associations))
-        if on_outcome is not None:
-            on_outcome(outcome)
-    return outcomes
+            lock = OutputLock(root, association=f"campaign of {len(self.associations)} associations").acquire()
+        except OutputLockedError as exc:
+            raise CampaignLockedError(exc.directory, exc.holder, root / files.lock.LOCK_NAME) from None
+        try:
+            with CampaignDB(root / DB_NAME) as db:
+                session = db.begin_session(
+                    command=command,
+                    cluster=cluster,
+                    dask_dashboard=self.executor.dashboard_link or None,
+                    max_concurrent=self.max_concurrent,
+                )
+                result = CampaignResult(session=session, database=root / DB_NAME)
+                try:
+                    if on_session is not None:
+                        on_session(db, session)
+                    self._loop(db, session, result, on_outcome)
+                finally:
+                    db.update_session(session, finished=round(time.time(), 3), outcome=result.ending)
+        finally:
+            lock.release()
+        return result
 
+    def _loop(
+        self, db: CampaignDB, session: int, result: CampaignResult, on_outcome: Callable[[Outcome], None] | None
+    ) -> None:
+        ids = db.register([str(a) for a in self.associations], [product_name_of(a) for a in self.associations])
+        queue = deque(zip(ids, self.associations, strict=True))
+        tries: dict[int, int] = {}
+        last: dict[int, Outcome] = {}
+        inflight: dict[cf.Future[Outcome], tuple[int, Path]] = {}
+        next_progress = 0.0
+        with cf.ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="coron3-association") as pool:
+            while queue or inflight:
+                while queue and len(inflight) < self.max_concurrent and not self.stopping:
+                    ident, asn = queue.popleft()
+                    tries[ident] = tries.get(ident, 0) + 1
+                    job = pool.submit(run_attempt, db, session, ident, asn, self.settings, self.executor)
+                    inflight[job] = (ident, asn)
+                if not inflight:
+                    break
+                finished, _ = cf.wait(inflight, timeout=_WAIT_S, return_when=cf.FIRST_COMPLETED)
+                for job in finished:
+                    ident, asn = inflight.pop(job)
+                    outcome = job.result()
+                    last[ident] = outcome
+                    lost = self.executor.lost()
+                    if outcome.status == "pending" and lost and not result.message:
+                        result.ending, result.message = "lost", lost
+                        self._stopping.set()
+                    elif outcome.status == "failed" and not outcome.final and tries[ident] <= self.retries:
+                        log.warning("%s failed (attempt %d), retrying: %s", asn, tries[ident], outcome.error)
+                        queue.append((ident, asn))
+                    if on_outcome is not None:
+                        on_outcome(outcome)
+                if time.monotonic() >= next_progress:
+                    next_progress = time.monotonic() + _PROGRESS_S
+                    self._record_progress(db, list(inflight.values()))
+        if self.stopping and result.ending == "complete":
+            result.ending = "stopped" if (queue or any(o.status == "pending" for o in last.values())) else "complete"
+        result.outcomes = [last[i] for i in ids if i in last]
 
-def _write_record(root: Path, config: Coron3Config, outcomes: list[AssociationOutcome], total: int) -> None:
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-    record = {
-        "version": __version__,
-        "parameters": config.to_dict(),
-        "total": total,
-        **counts,
-        "associations": [asdict(o) for o in outcomes],
-    }
-    records.write_json(root / "campaign.json", record)
+    def _record_progress(self, db: CampaignDB, running: list[tuple[int, Path]]) -> None:
+        for ident, _ in running:
+            name = db.row(ident)["product_name"]
+            progress = self.executor.progress(name) if name else None
+            if progress is not None:
+                db.progress(ident, *progress)

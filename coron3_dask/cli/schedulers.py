@@ -167,7 +167,9 @@ def distributed_compute(client: Any, board: StageBoard | None) -> Callable[..., 
         try:
             results = list(client.gather(futures))
         except BaseException:
-            client.cancel(futures)  # stop queued and running work: the run is failing
+            from coron3_dask.cli.executors import release
+
+            release(futures)  # the run is failing: its queued work is dropped
             raise
         if board is not None and not stopped.wait(1.0):
             # every task is done; the bar's last update may not have arrived before the (in-process)

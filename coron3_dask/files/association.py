@@ -9,7 +9,7 @@ from typing import Any
 
 from coron3_dask.files.fits_read import InputError
 
-__all__ = ["Association", "read_association"]
+__all__ = ["Association", "product_name_of", "read_association"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +123,15 @@ def read_association(path: str | Path) -> Association:
         psf=tuple(groups["psf"]),
         raw=raw,
     )
+
+
+def product_name_of(path: str | Path) -> str | None:
+    """Return the product name an ASN file declares (``products[0].name``), or None if it cannot be read.
+
+    A cheap look for listings (no member is checked); :func:`read_association` validates.
+    """
+    try:
+        name = json.loads(Path(path).read_text(encoding="utf-8"))["products"][0]["name"]
+    except (OSError, UnicodeDecodeError, ValueError, LookupError, TypeError):
+        return None
+    return name if isinstance(name, str) and name.strip() else None

@@ -7,13 +7,14 @@ renamed into place), so a crash never leaves a half-written record.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from coron3_dask.files.fits_read import InputError
 from coron3_dask.files.fits_stream import atomic_path, write_text
 
-__all__ = ["ensure_dir", "read_json", "read_list", "save_figure", "write_json"]
+__all__ = ["ensure_dir", "find_associations", "read_json", "read_list", "save_figure", "write_json"]
 
 
 def ensure_dir(path: str | Path, what: str = "output directory") -> Path:
@@ -90,3 +91,44 @@ def save_figure(figure: Any, path: str | Path, **savefig: Any) -> Path:
     with atomic_path(out) as tmp:
         figure.savefig(tmp, **savefig)
     return out
+
+
+def find_associations(specs: Sequence[str | Path], pattern: str = "*_asn.json") -> list[Path]:
+    """Association files named by ``specs``: files as given, directories searched recursively, globs expanded.
+
+    Parameters
+    ----------
+    specs : sequence of path or str
+        ASN files, directory trees (every ``pattern`` file below, sorted) or glob patterns
+        (``*``, ``?``, ``[``; ``**`` crosses directories).
+    pattern : str
+        File-name pattern inside directories.
+
+    Returns
+    -------
+    list of Path
+        Absolute paths in the order given, each once.
+
+    Raises
+    ------
+    InputError
+        A spec names nothing (a missing file, an empty directory, a glob without a match).
+    """
+    found: list[Path] = []
+    for spec in specs:
+        text = str(spec)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            hits = sorted(path.rglob(pattern))
+        elif any(c in text for c in "*?["):
+            anchor = Path(text).anchor
+            hits = sorted(Path(anchor).glob(text[len(anchor) :]) if anchor else Path().glob(text))
+        else:
+            hits = [path] if path.is_file() else []
+        if not hits:
+            what = (
+                "directory has no " + pattern if path.is_dir() else "no such file" if not path.exists() else "no match"
+            )
+            raise InputError(f"{text}: {what}")
+        found.extend(h.resolve() for h in hits)
+    return list(dict.fromkeys(found))

@@ -27,6 +27,9 @@ from coron3_dask.wcs.tan import pixel_to_sky
 
 __all__ = ["SimulatedProgramme", "exposure_headers", "int_times", "subarray_cards", "write_products"]
 
+#: the association pool of the simulated programme (stage-2 headers and the coron3 ASN name it)
+POOL = f"jw{PROGRAM}_20231221t060000_pool.csv"
+
 
 @dataclass(frozen=True)
 class SimulatedProgramme:
@@ -103,6 +106,7 @@ def exposure_headers(
         "DATE-OBS": date,
         "TIME-OBS": time,
         "PROGRAM": PROGRAM,
+        "ASNPOOL": POOL,  # stage-2 products name the association pool they came from
         "OBSERVTN": f"{e.observation:03d}",
         "VISIT": "001",
         "VISITGRP": "03",
@@ -259,14 +263,14 @@ def write_products(
     asn = {
         "asn_type": "coron3",
         "asn_rule": f"candidate_Asn_Lv3{'NRC' if inst == 'nircam' else 'MIR'}Coron",
-        "version_id": "20231221t060000",
+        "version_id": POOL.split("_")[1],
         "code_version": "coron3_dask.simulate",
         "degraded_status": "No known degraded exposures in association.",
         "program": PROGRAM,
         "constraints": "simulated: program 01386, one target, coronagraphic science + PSF reference",
         "asn_id": ASN_ID,
         "target": "t001",
-        "asn_pool": f"jw{PROGRAM}_20231221t060000_pool.csv",
+        "asn_pool": POOL,
         "products": [
             {
                 "name": product,
