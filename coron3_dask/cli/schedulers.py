@@ -14,6 +14,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
+from coron3_dask.cli import security
 from coron3_dask.config import ConfigError
 from coron3_dask.progress import StageBoard, stage_of
 
@@ -57,6 +58,7 @@ def scheduler_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory-limit", default="auto", help="local: memory limit per worker (default auto)")
     group.add_argument("--performance-report", type=Path, help="save Dask's performance report (HTML)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    security.tls_args(group)
 
 
 @contextlib.contextmanager
@@ -67,8 +69,13 @@ def scheduler(args: argparse.Namespace) -> Iterator[Any]:
         from distributed import Client, LocalCluster, performance_report
 
         with contextlib.ExitStack() as stack:
+            tls = security.client_security(args)
+            if tls is not None and (spec in ("local", "local-threads") and not args.scheduler_file):
+                raise ConfigError(
+                    "--tls-* options are for connecting to a cluster (tls://host:port or --scheduler-file)"
+                )
             if args.scheduler_file:
-                client = stack.enter_context(Client(scheduler_file=str(args.scheduler_file)))
+                client = stack.enter_context(Client(scheduler_file=str(args.scheduler_file), security=tls))
             elif spec == "local-threads":
                 client = stack.enter_context(Client(_in_process_cluster(stack, args.workers)))
             elif spec == "local":
@@ -85,7 +92,7 @@ def scheduler(args: argparse.Namespace) -> Iterator[Any]:
                 )
                 client = stack.enter_context(Client(cluster))
             else:
-                client = stack.enter_context(Client(spec))
+                client = stack.enter_context(Client(spec, security=tls))
             if args.performance_report:
                 stack.enter_context(performance_report(filename=str(args.performance_report)))
             yield client
