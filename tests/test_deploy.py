@@ -3,6 +3,9 @@
 The notebook test executes the code cells in order in one namespace, the way a kernel would,
 on a tiny programme with the threads scheduler (no Jupyter needed).  deploy/local-cluster.sh is
 only syntax-checked here: starting real scheduler/worker processes is the cluster tests' job.
+The Kubernetes manifests are checked in tests/cluster/test_kubernetes.py.  The container is checked
+as text (pinned base, lock installed as pinned, non-root user): no container engine runs here, so it
+is never built by the tests.
 """
 
 from __future__ import annotations
@@ -12,119 +15,113 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).parents[1]
 DEPLOY = REPO / "deploy"
 NOTEBOOKS = REPO / "notebooks"
 SHELL_SCRIPTS = sorted([*DEPLOY.rglob("*.sh"), *DEPLOY.rglob("*.sbatch")])
 KUBERNETES = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
-IMAGE = "coron3-dask:0.1.0"
-SCHEDULER_SERVICE = "coron3-scheduler"
-
-
-def _k8s(path: Path) -> list[dict]:
-    with path.open() as f:
-        return [doc for doc in yaml.safe_load_all(f) if doc is not None]
-
-
-def _containers(doc: dict) -> list[dict]:
-    return doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-
-
-def _volumes(doc: dict) -> dict[str, dict]:
-    spec = doc["spec"]["template"]["spec"]
-    return {v["name"]: v for v in spec.get("volumes", [])}
+CONTAINERFILE = DEPLOY / "container" / "Containerfile"
+LOCK = DEPLOY / "requirements-lock.txt"
+#: the extras that put coron3_dask on a cluster: the image carries them all
+CLUSTER_EXTRAS = {"kubernetes", "slurm", "pbs"}
 
 
 def test_deploy_holds_no_python():
     assert not list(DEPLOY.rglob("*.py")), "deploy/ holds recipes only (style guide 7.8)"
 
 
-@pytest.mark.parametrize("path", KUBERNETES, ids=lambda p: p.name)
-def test_kubernetes_manifests_parse(path):
-    docs = _k8s(path)
-    assert docs
-    for doc in docs:
-        assert {"apiVersion", "kind", "metadata", "spec"} <= doc.keys(), doc.get("kind")
-        assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == "coron3-dask"
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Containerfile, continuation lines joined, comments dropped."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    return [(line.split(maxsplit=1)[0], line.split(maxsplit=1)[1]) for line in joined.splitlines() if line.strip()]
 
 
-def test_kubernetes_recipes_agree():
-    docs = {(d["kind"], d["metadata"]["name"]): d for p in KUBERNETES for d in _k8s(p)}
-    assert {
-        ("Deployment", SCHEDULER_SERVICE),
-        ("Service", SCHEDULER_SERVICE),
-        ("Deployment", "coron3-workers"),
-        ("Job", "coron3-run"),
-        ("PersistentVolumeClaim", "coron3-data"),
-    } <= docs.keys()
-    # one image everywhere: client, scheduler and workers need the same dask/distributed
-    images = {c["image"] for d in docs.values() for c in _containers(d)}
-    assert images == {IMAGE}
-
-    scheduler = _containers(docs["Deployment", SCHEDULER_SERVICE])[0]
-    assert scheduler["command"] == ["dask", "scheduler"]
-    assert "8786" in scheduler["args"]
-    service = docs["Service", SCHEDULER_SERVICE]
-    assert {p["port"] for p in service["spec"]["ports"]} == {8786, 8787}
+def test_containerfile():
+    text = CONTAINERFILE.read_text()
+    instructions = _instructions(text)
+    kinds = [kind for kind, _ in instructions]
+    assert kinds[0] == "FROM" and kinds.count("FROM") == 1
+    assert set(kinds) <= {"FROM", "ENV", "WORKDIR", "COPY", "RUN", "USER", "EXPOSE", "ENTRYPOINT", "CMD"}
+    base = instructions[0][1]
+    # pinned: by digest, or by an exact x.y.z tag (never latest, 3.11 or 3.11-slim)
+    assert re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", base) or re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base
+    assert f"python:{sys.version_info.major}.{sys.version_info.minor}." in base, "the Python the tests run on"
+    runs = [args for kind, args in instructions if kind == "RUN"]
+    lock = str(LOCK.relative_to(REPO))
+    assert any(f"pip install --no-deps -r {lock}" in run for run in runs), "the lock, installed exactly as pinned"
+    (package,) = [run for run in runs if 'pip install --no-deps ".[' in run]
+    extras = set(re.search(r'"\.\[([\w,-]+)\]"', package).group(1).split(","))
+    assert extras == CLUSTER_EXTRAS & _optional_dependencies().keys() | {"kubernetes"}
+    assert "pip check" in package
+    for kind, args in instructions:
+        if kind == "COPY":
+            for source in [word for word in args.split() if not word.startswith("--")][:-1]:
+                assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+                assert _allowed_by_dockerignore(source), f"COPY {source}: excluded by the .dockerignore"
+        if kind == "RUN" and "apt-get install" in args:
+            packages = [w for w in args.split("apt-get install", 1)[1].split("&&")[0].split() if not w.startswith("-")]
+            assert packages and all("=" in p for p in packages), f"apt packages pinned: {packages}"
+    users = [args.split(":")[0] for kind, args in instructions if kind == "USER"]
     assert (
-        service["spec"]["selector"] == docs["Deployment", SCHEDULER_SERVICE]["spec"]["template"]["metadata"]["labels"]
-    )
-    address = f"tcp://{SCHEDULER_SERVICE}:8786"
-
-    worker = _containers(docs["Deployment", "coron3-workers"])[0]
-    assert worker["command"] == ["dask", "worker"] and worker["args"][0] == address
-    assert {e["name"]: e.get("value") for e in worker["env"]}["OMP_NUM_THREADS"] == "1"
-
-    job = docs["Job", "coron3-run"]
-    client = _containers(job)[0]
-    assert "command" not in client, "the Job uses the image's ENTRYPOINT (coron3-dask)"
-    args = client["args"]
-    assert "run" in args and args[args.index("--scheduler") + 1] == address
-
-    # products are written by the workers: the workers and the client mount the same claim at the same path
-    claim = docs["PersistentVolumeClaim", "coron3-data"]
-    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    for owner in (docs["Deployment", "coron3-workers"], job):
-        mounts = {m["name"]: m["mountPath"] for m in _containers(owner)[0]["volumeMounts"]}
-        assert mounts["data"] == "/data"
-        assert _volumes(owner)["data"]["persistentVolumeClaim"]["claimName"] == "coron3-data"
-    env = {e["name"]: e.get("value", "") for e in client["env"]}
-    assert env["ASN"].startswith("/data/") and env["OUTPUT_DIR"].startswith("/data/")
+        users
+        and users[-1] not in {"root", "0"}
+        and kinds.index("USER") > max(i for i, k in enumerate(kinds) if k == "RUN")
+    ), "the image runs as a non-root user (after the last RUN)"
+    entrypoint = json.loads(dict(instructions)["ENTRYPOINT"])
+    assert entrypoint[0] == "tini" and entrypoint[-1] == "--", "an init as PID 1; the command is the argument list"
+    assert json.loads(dict(instructions)["CMD"])[0] == "coron3-dask"
 
 
-def test_dockerfile():
-    text = (DEPLOY / "Dockerfile").read_text()
-    instructions = [
-        line.split(maxsplit=1)[0]
-        for line in re.sub(r"\\\n", " ", text).splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    assert instructions[0] == "FROM" and "FROM python:3.11-slim" in text
-    assert set(instructions) <= {"FROM", "ENV", "WORKDIR", "COPY", "RUN", "USER", "EXPOSE", "ENTRYPOINT", "CMD"}
-    assert 'ENTRYPOINT ["coron3-dask"]' in text
-    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
-    assert users and not users[-1].startswith(("root", "0")), "the image runs as a non-root user"
-    for source in re.findall(r"^COPY (\S+)", text, flags=re.M):
-        assert (REPO / source).exists(), f"COPY {source}: not in the repository"
-    assert "requirements-lock.txt" in text
+def _allowed_by_dockerignore(source: str) -> bool:
+    patterns = [line for line in (CONTAINERFILE.parent / "Containerfile.dockerignore").read_text().splitlines()]
+    allowed = [p[1:] for p in patterns if p.startswith("!")]
+    return any(source == p or source.startswith(p.removesuffix("**").rstrip("/")) for p in allowed)
 
 
-def test_requirements_lock_pins_every_runtime_dependency():
-    lines = [line.strip() for line in (DEPLOY / "requirements-lock.txt").read_text().splitlines()]
-    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
-    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+", name) and version for name, version in pins.items())
-    names = {name.lower().replace("_", "-") for name in pins}
+def _optional_dependencies() -> dict[str, list[str]]:
+    with (REPO / "pyproject.toml").open("rb") as f:
+        return tomllib.load(f)["project"]["optional-dependencies"]
+
+
+def _pins() -> dict[str, Version]:
+    lines = [line.strip() for line in LOCK.read_text().splitlines()]
+    pins = [line.split("==") for line in lines if line and not line.startswith("#")]
+    assert all(len(pin) == 2 and re.fullmatch(r"[A-Za-z0-9_.\-]+", pin[0]) for pin in pins), "NAME==VERSION lines"
+    names = [canonicalize_name(name) for name, _ in pins]
+    assert len(names) == len(set(names)), "each package pinned once"
+    return {canonicalize_name(name): Version(version) for name, version in pins}
+
+
+def test_lock_pins_every_runtime_and_cluster_dependency():
     with (REPO / "pyproject.toml").open("rb") as f:
         dependencies = tomllib.load(f)["project"]["dependencies"]
-    runtime = {re.split(r"[\[<>=!~; ]", dep, maxsplit=1)[0].lower().replace("_", "-") for dep in dependencies}
-    assert runtime <= names, f"not pinned: {runtime - names}"
-    assert not {"pytest", "hypothesis", "jwst", "ruff", "mypy", "coron3-dask"} & names, "runtime packages only"
+    extras = _optional_dependencies()
+    assert "kubernetes" in extras
+    required = [Requirement(dep) for dep in dependencies]
+    required += [Requirement(dep) for name in CLUSTER_EXTRAS & extras.keys() for dep in extras[name]]
+    pins = _pins()
+    for requirement in required:
+        if requirement.marker and not requirement.marker.evaluate({"python_version": "3.11", "sys_platform": "linux"}):
+            continue  # not installed in the image (Python 3.11, Linux)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement} is not pinned in {LOCK.name}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{name}=={pins[name]} breaks {requirement}"
+        )
+    test_only = {canonicalize_name(Requirement(dep).name) for dep in extras["test"]}
+    runtime = {canonicalize_name(r.name) for r in required}
+    assert not (test_only - runtime) & pins.keys(), "runtime and cluster packages only: no test tools"
+    assert "coron3-dask" not in pins
 
 
 @pytest.mark.parametrize("path", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(DEPLOY)))
@@ -146,8 +143,13 @@ def test_slurm_recipes():
 
 def test_readme_covers_every_recipe():
     readme = (DEPLOY / "README.md").read_text()
-    for path in [*SHELL_SCRIPTS, *KUBERNETES, DEPLOY / "Dockerfile", DEPLOY / "requirements-lock.txt"]:
-        assert str(path.relative_to(DEPLOY)) in readme, f"deploy/README.md does not mention {path.name}"
+    recipes = [*SHELL_SCRIPTS, *KUBERNETES, CONTAINERFILE, CONTAINERFILE.with_name("Containerfile.dockerignore"), LOCK]
+    for path in recipes:
+        # documented in deploy/README.md, or in the README.md of its own folder (deploy/tls/, ...)
+        own = path.parent / "README.md"
+        mentioned = str(path.relative_to(DEPLOY)) in readme
+        mentioned |= path.parent != DEPLOY and own.is_file() and path.name in own.read_text()
+        assert mentioned, f"neither deploy/README.md nor {own.relative_to(REPO)} mentions {path.name}"
     for topic in ("make demo", "--scheduler-file", "dask-jobqueue", "port-forward", "ssh -N -L", "ReadWriteMany"):
         assert topic in readme
 

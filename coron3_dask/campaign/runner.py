@@ -190,7 +190,13 @@ class Campaign:
                 finished, _ = cf.wait(inflight, timeout=_WAIT_S, return_when=cf.FIRST_COMPLETED)
                 for job in finished:
                     ident, asn = inflight.pop(job)
-                    outcome = job.result()
+                    try:
+                        outcome = job.result()
+                    except Exception as exc:  # recording the attempt itself failed (the database?)
+                        log.error("%s: %s", asn, exc, exc_info=True)
+                        outcome = Outcome(
+                            asn=str(asn), status="failed", error=f"{type(exc).__name__}: {exc}", final=True
+                        )
                     last[ident] = outcome
                     lost = self.executor.lost()
                     if outcome.status == "pending" and lost and not result.message:

@@ -134,7 +134,7 @@ def handle(args: argparse.Namespace) -> int:
             with _signals(campaign) as received, _progress_line(root, args.no_progress):
                 result = campaign.run(
                     command=shlex.join(["coron3-dask", *sys.argv[1:]]),
-                    cluster=str(args.scheduler_file or args.scheduler),
+                    cluster=str(getattr(args, "cluster", None) or args.scheduler_file or args.scheduler),
                     on_outcome=_report,
                     on_session=lambda db, session: db.update_session(session, dashboard=dashboard_url or None),
                 )

@@ -117,6 +117,7 @@ class ClusterExecutor:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self._address = str(client.scheduler.address)  # client.scheduler is None once the client closes
         self._tallies: dict[str, _Tally] = {}
         self._owner: dict[Any, str] = {}
         self._lock = threading.Lock()
@@ -189,11 +190,10 @@ class ClusterExecutor:
 
     def lost(self) -> str | None:
         """Why the cluster can no longer be used (scheduler gone), or None while it is fine."""
-        if self.client.status in ("running", "newly-created"):
+        status = self.client.status
+        if status in ("running", "newly-created"):
             return None
-        return (
-            f"lost the connection to the Dask scheduler {self.client.scheduler.address} (client {self.client.status})"
-        )
+        return f"lost the connection to the Dask scheduler {self._address} (client {status})"
 
     def close(self) -> None:
         """Stop the task-stream reader."""

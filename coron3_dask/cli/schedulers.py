@@ -14,7 +14,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from coron3_dask.cli import security
+from coron3_dask.cli import clusters, security
 from coron3_dask.config import ConfigError
 from coron3_dask.progress import StageBoard, stage_of
 
@@ -50,7 +50,10 @@ def scheduler_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--workers",
         type=int,
-        help="local: worker processes (default: cores); local-threads: threads (default: cores + 1)",
+        help=(
+            "local: worker processes (default: cores); local-threads: threads (default: cores + 1); "
+            "--cluster: Dask workers, as jobs of the configured processes each (default: one job)"
+        ),
     )
     group.add_argument(
         "--threads-per-worker", type=int, default=1, help="local: threads per worker process (default 1)"
@@ -59,12 +62,22 @@ def scheduler_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--performance-report", type=Path, help="save Dask's performance report (HTML)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     security.tls_args(group)
+    clusters.cluster_args(group)
 
 
 @contextlib.contextmanager
 def scheduler(args: argparse.Namespace) -> Iterator[Any]:
     """Enter the requested scheduler; yield the distributed Client, or None for local ones."""
     spec = args.scheduler
+    if getattr(args, "cluster", None):
+        from distributed import Client, performance_report
+
+        with clusters.start_cluster(args) as cluster, Client(cluster) as client:
+            clusters.wait_for_workers(client, cluster, args)
+            report = args.performance_report
+            with performance_report(filename=str(report)) if report else contextlib.nullcontext():
+                yield client
+        return
     if args.scheduler_file or spec.startswith(("tcp://", "tls://", "ucx://")) or spec in ("local", "local-threads"):
         from distributed import Client, LocalCluster, performance_report
 
@@ -134,7 +147,8 @@ def _in_process_cluster(stack: contextlib.ExitStack, threads: int | None) -> Any
 
 
 def check_scheduler(args: argparse.Namespace) -> None:
-    """Refuse an unknown ``--scheduler`` or a missing ``--scheduler-file`` before any work starts."""
+    """Refuse an unknown ``--scheduler``, a missing ``--scheduler-file`` or bad ``--cluster`` options early."""
+    clusters.check_cluster(args)
     if args.scheduler_file and not args.scheduler_file.is_file():
         raise ConfigError(
             f"--scheduler-file {args.scheduler_file} not found (start `dask scheduler --scheduler-file` first, "

@@ -231,7 +231,13 @@ def test_stop_request_finishes_in_flight_and_submits_nothing_more(five, tmp_path
     asns, mask = five
     executor = _FakeExecutor()
     campaign = Campaign(asns, _settings(tmp_path, mask), executor, max_concurrent=2)
-    threading.Timer(0.1, campaign.request_stop).start()
+    compute = executor.compute
+
+    def stop_at_first_compute(collections, label):  # both first associations are in flight by then
+        campaign.request_stop()
+        return compute(collections, label)
+
+    executor.compute = stop_at_first_compute
     result = campaign.run()
     assert result.ending == "stopped"
     statuses = _statuses(tmp_path)
