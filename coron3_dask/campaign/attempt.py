@@ -10,6 +10,7 @@ one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -161,9 +162,10 @@ def run_attempt(
             thumbnail=thumb,
         )
         outcome.status, outcome.products = "done", [p.name for p in result.paths]
-    except Exception as exc:
+    except (Exception, asyncio.CancelledError) as exc:  # one association's failure is recorded, never raised
         outcome.error = _one_line(exc)
-        outcome.final = isinstance(exc, ValueError)  # bad input or parameters: a retry cannot help
+        # bad input or parameters: a retry cannot help (unless an I/O error, maybe passing, was the cause)
+        outcome.final = isinstance(exc, ValueError) and not isinstance(exc.__context__, OSError)
         outcome.wall_seconds = round(time.perf_counter() - start, 3)
         lost = executor.lost()
         if lost or _cancelled(exc):
@@ -186,7 +188,6 @@ def run_attempt(
 
 
 def _cancelled(exc: BaseException) -> bool:
-    import asyncio
     import concurrent.futures
 
     return isinstance(exc, asyncio.CancelledError | concurrent.futures.CancelledError)

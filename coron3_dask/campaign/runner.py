@@ -60,7 +60,8 @@ class CampaignResult:
     """How a campaign invocation ended."""
 
     outcomes: list[Outcome] = field(default_factory=list)
-    #: ``"complete"`` (nothing left), ``"stopped"`` (asked to stop) or ``"lost"`` (cluster gone)
+    #: ``"complete"`` (nothing left), ``"stopped"`` (asked to stop), ``"lost"`` (cluster gone),
+    #: ``"incomplete"`` (interrupted associations left after their retries) or ``"error"``
     ending: str = "complete"
     message: str = ""
     session: int = 0
@@ -163,6 +164,10 @@ class Campaign:
                     if on_session is not None:
                         on_session(db, session)
                     self._loop(db, session, result, on_outcome)
+                except BaseException:
+                    result.ending = "error"
+                    self.cancel()  # nothing keeps running for a campaign that is not there any more
+                    raise
                 finally:
                     db.update_session(session, finished=round(time.time(), 3), outcome=result.ending)
         finally:
@@ -172,10 +177,25 @@ class Campaign:
     def _loop(
         self, db: CampaignDB, session: int, result: CampaignResult, on_outcome: Callable[[Outcome], None] | None
     ) -> None:
-        ids = db.register([str(a) for a in self.associations], [product_name_of(a) for a in self.associations])
-        queue = deque(zip(ids, self.associations, strict=True))
+        names = [product_name_of(a) for a in self.associations]
+        ids = db.register([str(a) for a in self.associations], names)
         tries: dict[int, int] = {}
         last: dict[int, Outcome] = {}
+        queue: deque[tuple[int, Path]] = deque()
+        claimed: dict[str, Path] = {}
+        for ident, asn, name in zip(ids, self.associations, names, strict=True):
+            problem = _name_problem(name, claimed.get(name or ""))
+            if problem:  # two associations would write the same directory, or one outside the root
+                outcome = Outcome(asn=str(asn), status="failed", product_name=name or "", error=problem, final=True)
+                attempt = db.start(ident, session)
+                db.finish(ident, "failed", error=f"{asn}: {problem}", attempt=attempt)
+                last[ident] = outcome
+                if on_outcome is not None:
+                    on_outcome(outcome)
+                continue
+            if name:
+                claimed[name] = asn
+            queue.append((ident, asn))
         inflight: dict[cf.Future[Outcome], tuple[int, Path]] = {}
         next_progress = 0.0
         with cf.ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="coron3-association") as pool:
@@ -199,9 +219,13 @@ class Campaign:
                         )
                     last[ident] = outcome
                     lost = self.executor.lost()
-                    if outcome.status == "pending" and lost and not result.message:
-                        result.ending, result.message = "lost", lost
+                    if outcome.status == "pending" and lost:
+                        if not result.message:
+                            result.ending, result.message = "lost", lost
                         self._stopping.set()
+                    elif outcome.status == "pending" and not self.stopping and tries[ident] <= self.retries:
+                        log.warning("%s was interrupted (attempt %d), retrying: %s", asn, tries[ident], outcome.error)
+                        queue.append((ident, asn))  # e.g. its futures were cancelled by another client
                     elif outcome.status == "failed" and not outcome.final and tries[ident] <= self.retries:
                         log.warning("%s failed (attempt %d), retrying: %s", asn, tries[ident], outcome.error)
                         queue.append((ident, asn))
@@ -210,8 +234,9 @@ class Campaign:
                 if time.monotonic() >= next_progress:
                     next_progress = time.monotonic() + _PROGRESS_S
                     self._record_progress(db, list(inflight.values()))
-        if self.stopping and result.ending == "complete":
-            result.ending = "stopped" if (queue or any(o.status == "pending" for o in last.values())) else "complete"
+        left = bool(queue) or any(o.status == "pending" for o in last.values())
+        if left and result.ending == "complete":
+            result.ending = "stopped" if self.stopping else "incomplete"
         result.outcomes = [last[i] for i in ids if i in last]
 
     def _record_progress(self, db: CampaignDB, running: list[tuple[int, Path]]) -> None:
@@ -220,3 +245,14 @@ class Campaign:
             progress = self.executor.progress(name) if name else None
             if progress is not None:
                 db.progress(ident, *progress)
+
+
+def _name_problem(name: str | None, other: Path | None) -> str:
+    """Why an association's product name cannot be written into the campaign root ("" when it can)."""
+    if name is None:
+        return ""  # unreadable ASN: its attempt reports the problem with the file
+    if other is not None:
+        return f"product name {name!r} is also that of {other}: both would write the same directory"
+    if "/" in name or "\\" in name or name.startswith(".") or name in ("", ".."):
+        return f"product name {name!r} is not a plain directory name"
+    return ""

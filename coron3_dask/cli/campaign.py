@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -158,6 +159,11 @@ def handle(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_LOST
+    if result.ending == "incomplete":
+        print(
+            "coron3-dask: some associations were interrupted and are pending; rerun the same command", file=sys.stderr
+        )
+        return 1
     if result.ending == "stopped":
         print("coron3-dask: campaign stopped before the end; rerun the same command to resume", file=sys.stderr)
         return 128 + (received[-1] if received else signal.SIGINT)
@@ -214,18 +220,20 @@ def _signals(campaign: Any) -> Iterator[list[int]]:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
-        if len(received) == 1:
-            print(
-                f"\ncoron3-dask: {signal.Signals(signum).name}: finishing the associations in flight, submitting "
-                "no more (signal again to cancel them)",
-                file=sys.stderr,
-            )
+        first = len(received) == 1
+        if first:  # the flags first: a message that fails to print (a reentrant write) must not lose the stop
             campaign.request_stop()
         else:
-            print(
-                f"\ncoron3-dask: {signal.Signals(signum).name}: cancelling the associations in flight", file=sys.stderr
-            )
             campaign.cancel()
+        name = signal.Signals(signum).name
+        message = (
+            f"\ncoron3-dask: {name}: finishing the associations in flight, submitting no more (signal again to "
+            "cancel them)\n"
+            if first
+            else f"\ncoron3-dask: {name}: cancelling the associations in flight\n"
+        )
+        with contextlib.suppress(OSError):
+            os.write(sys.stderr.fileno(), message.encode())
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

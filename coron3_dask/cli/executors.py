@@ -8,6 +8,7 @@ Part of the ``cli`` layer, the only one that imports ``distributed``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import threading
@@ -154,7 +155,8 @@ class ClusterExecutor:
             except BaseException:
                 release(futures)
                 raise
-            self._poll()  # the last tasks' records
+            with contextlib.suppress(Exception):  # the last tasks' records: only statistics are at stake
+                self._poll()
             return results, tally.spans()
         finally:
             with self._lock:

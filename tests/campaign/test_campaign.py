@@ -242,3 +242,41 @@ def test_stop_request_finishes_in_flight_and_submits_nothing_more(five, tmp_path
     assert result.ending == "stopped"
     statuses = _statuses(tmp_path)
     assert statuses.count("done") == 2 and statuses.count("pending") == 3 and "running" not in statuses
+
+
+def test_duplicate_and_unsafe_product_names_are_refused(five, tmp_path):
+    asns, mask = five
+    twin = asns[0].with_name("twin-of-p00_asn.json")
+    twin.write_text(asns[0].read_text())  # another ASN, the same product name: same output directory
+    evil = json.loads(asns[1].read_text())
+    evil["products"][0]["name"] = "../escaped"
+    unsafe = asns[1].with_name("unsafe_asn.json")
+    unsafe.write_text(json.dumps(evil))
+    result = Campaign([asns[0], twin, unsafe], _settings(tmp_path / "out", mask), _FakeExecutor()).run()
+    by_asn = {o.asn: o for o in result.outcomes}
+    assert by_asn[str(asns[0].resolve())].status == "done"
+    assert by_asn[str(twin.resolve())].status == "failed" and "also that of" in by_asn[str(twin.resolve())].error
+    assert "not a plain directory name" in by_asn[str(unsafe.resolve())].error
+    assert not (tmp_path / "escaped").exists()
+    twin.unlink()
+    unsafe.unlink()
+
+
+def test_interrupted_association_is_retried_without_a_stop(five, tmp_path):
+    from concurrent.futures import CancelledError
+
+    asns, mask = five
+    executor = _FakeExecutor()
+    name = json.loads(asns[0].read_text())["products"][0]["name"]
+    compute = executor.compute
+    cancelled = []
+
+    def cancelled_once(collections, label):  # e.g. another client cancelled its futures on a shared cluster
+        if label == name and not cancelled:
+            cancelled.append(label)
+            raise CancelledError("cancelled elsewhere")
+        return compute(collections, label)
+
+    executor.compute = cancelled_once
+    result = Campaign(asns[:2], _settings(tmp_path, mask), executor).run()
+    assert cancelled and result.ending == "complete" and result.count("done") == 2
