@@ -62,6 +62,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "--retries", type=int, default=1, help="further attempts after a failure that is not bad input (default 1)"
     )
     group.add_argument(
+        "--no-worker-timeout",
+        type=float,
+        metavar="S",
+        help="stop (as for a lost scheduler) when no worker has been connected for S seconds "
+        "(default 900; 0 waits for ever, the default with --cluster, whose jobs may wait in a queue)",
+    )
+    group.add_argument(
         "--dashboard",
         nargs="?",
         const=_DEFAULT_DASHBOARD,
@@ -114,7 +121,8 @@ def handle(args: argparse.Namespace) -> int:
     root = files.ensure_dir(args.output_root, "--output-root")
     settings = Settings(root, config, args.psfmask, args.crds_path, args.force, thumbnail=render_thumbnail)
     with schedulers.scheduler(args) as client, _dashboard(root, args.dashboard) as dashboard_url:
-        executor = ClusterExecutor(client) if client is not None else LocalExecutor()
+        timeout = args.no_worker_timeout if args.no_worker_timeout is not None else (0 if args.cluster else 900)
+        executor = ClusterExecutor(client, no_worker_timeout=timeout) if client is not None else LocalExecutor()
         concurrent = args.max_concurrent
         if client is not None:
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
@@ -190,13 +198,16 @@ def _progress_line(root: Path, off: bool, interval: float = 1.0) -> Iterator[Non
     tty = sys.stderr.isatty()
 
     def draw() -> None:
-        last = 0.0
+        last, every = 0.0, interval if tty else 10 * interval
         while not stop.wait(interval):
-            if not (root / DB_NAME).exists() or (not tty and time.monotonic() - last < 10 * interval):
+            if not (root / DB_NAME).exists() or time.monotonic() - last < every:
                 continue
             last = time.monotonic()
             with contextlib.suppress(Exception), CampaignDB(root / DB_NAME, readonly=True) as db:
-                line = progress_line(db.snapshot())
+                snapshot = db.snapshot()
+                # a snapshot of N associations costs ~0.1 ms each: redraw less often for big campaigns
+                every = max(every, snapshot["total"] / 1000 * interval)
+                line = progress_line(snapshot)
                 sys.stderr.write(f"\r\x1b[K{line}" if tty else f"{line}\n")
                 sys.stderr.flush()
 

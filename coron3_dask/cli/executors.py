@@ -88,8 +88,8 @@ class _Tally:
 
 def _task_stream_since(
     cursor: int, dask_scheduler: Any = None
-) -> tuple[int, list[tuple[Any, str, float, float, float]]]:
-    """Task-stream records after ``cursor`` (run on the scheduler: index and records read atomically)."""
+) -> tuple[int, list[tuple[Any, str, float, float, float]], int]:
+    """Task-stream records after ``cursor`` and the number of workers (run on the scheduler, read atomically)."""
     plugin = dask_scheduler._task_stream_plugin()
     first = plugin.index - len(plugin.buffer)
     out = []
@@ -100,7 +100,7 @@ def _task_stream_since(
             out.append(
                 (rec["key"], str(rec.get("worker", "?")), start, stop, sum(s["stop"] - s["start"] for s in computes))
             )
-    return plugin.index, out
+    return plugin.index, out, len(dask_scheduler.workers)
 
 
 class ClusterExecutor:
@@ -114,10 +114,15 @@ class ClusterExecutor:
     ----------
     client : distributed.Client
         Connected client.
+    no_worker_timeout : float, optional
+        Seconds without any worker after which the cluster counts as lost (None: wait for ever, as
+        for batch-queue clusters whose jobs may wait in the queue).
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, no_worker_timeout: float | None = None) -> None:
         self.client = client
+        self.no_worker_timeout = no_worker_timeout
+        self._no_workers_since: float | None = None
         self._address = str(client.scheduler.address)  # client.scheduler is None once the client closes
         self._tallies: dict[str, _Tally] = {}
         self._owner: dict[Any, str] = {}
@@ -125,6 +130,7 @@ class ClusterExecutor:
         self._poll_lock = threading.Lock()
         self._cancelled = threading.Event()
         self._cursor = self.client.run_on_scheduler(_task_stream_since, 1 << 62)[0]
+        self._poll()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="coron3-task-stream", daemon=True)
         self._thread.start()
@@ -171,6 +177,9 @@ class ClusterExecutor:
         while True:
             if self._cancelled.is_set():
                 raise CancelledError(f"{label}: the campaign was cancelled")
+            lost = self.lost()
+            if lost:
+                raise CancelledError(f"{label}: {lost}")
             try:
                 wait(futures, timeout=_WAIT_S)
                 return
@@ -193,9 +202,12 @@ class ClusterExecutor:
     def lost(self) -> str | None:
         """Why the cluster can no longer be used (scheduler gone), or None while it is fine."""
         status = self.client.status
-        if status in ("running", "newly-created"):
-            return None
-        return f"lost the connection to the Dask scheduler {self._address} (client {status})"
+        if status not in ("running", "newly-created"):
+            return f"lost the connection to the Dask scheduler {self._address} (client {status})"
+        since, timeout = self._no_workers_since, self.no_worker_timeout
+        if since is not None and timeout and time.monotonic() - since > timeout:
+            return f"no Dask worker has been connected to {self._address} for {timeout:g} s"
+        return None
 
     def close(self) -> None:
         """Stop the task-stream reader."""
@@ -212,8 +224,12 @@ class ClusterExecutor:
 
     def _poll(self) -> None:
         with self._poll_lock:
-            index, records = self.client.run_on_scheduler(_task_stream_since, self._cursor)
+            index, records, workers = self.client.run_on_scheduler(_task_stream_since, self._cursor)
             self._cursor = index
+            if workers:
+                self._no_workers_since = None
+            elif self._no_workers_since is None:
+                self._no_workers_since = time.monotonic()
             with self._lock:
                 for key, worker, start, stop, seconds in records:
                     label = self._owner.get(key)

@@ -204,3 +204,17 @@ def test_clean_stop(ten, real_cluster, tmp_path, signals):
 
 def test_sys_executable_is_the_venv():  # the subprocesses above use the same environment as the tests
     assert (BIN / "coron3-dask").exists() and Path(sys.executable).parent == BIN
+
+
+def test_e_every_worker_gone_for_good_stops_the_campaign(ten, real_cluster, tmp_path):
+    asns, mask = ten
+    out = tmp_path / "out"
+    proc = _start(asns, out, mask, real_cluster, "--no-worker-timeout", "3")
+    _wait_for(out, proc, lambda s: s["counts"]["done"] >= 1 and s["counts"]["running"] >= 1)
+    for worker in real_cluster.workers:  # nanny and worker: nothing comes back
+        os.killpg(worker.pid, signal.SIGKILL)
+    assert _finish(proc, out, timeout=120) == 3, _log(out)
+    assert "no Dask worker has been connected" in _log(out)
+    state = _snapshot(out)
+    assert state["counts"]["running"] == 0 and state["counts"]["pending"] >= 1
+    assert not [p for p in out.rglob("*") if ".partial" in p.name]
