@@ -141,6 +141,8 @@ def run_attempt(
         attempt = outcome.attempt = db.start(association, session)
 
         def compute(*collections: Any) -> list[Any]:
+            tasks = set().union(*(c.__dask_graph__().keys() for c in collections))
+            db.progress(association, "read", 0, len(tasks))  # the total is known before the first task ends
             results, found = executor.compute(collections, parsed.product_name)
             spans.extend(found)
             return results
