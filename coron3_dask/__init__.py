@@ -9,6 +9,13 @@ The public API::
     products = build(inputs, config)                         # lazy xarray datasets, nothing computed
     result = run(inputs, config, "products/", products=products)  # one compute, products on disk
 
+    # beyond the official pipeline: ADI+RDI by regions with several truncations, then contrast
+    config = load_config(overrides=["klip.mode=adi+rdi", "klip.annuli=4", "klip.truncate=5,10,20"])
+    run(inputs, config, "best/")
+    image = read_combined("best/", inputs.association.product_name, config)
+    options = ContrastOptions(psf_model=psf, fwhm=2.03, host_flux=2.6e6, companions=((1.2, 70.0),))
+    write_products(measure_contrast(inputs, config, image, options), "best/", ..., image, provenance)
+
 The names are loaded on first use, so ``import coron3_dask`` stays cheap.
 """
 
@@ -19,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real names for type checkers; at run time they load lazily
     from coron3_dask.config import Coron3Config, load_config
+    from coron3_dask.contrast import ContrastOptions, measure_contrast, read_combined, write_products
     from coron3_dask.pipeline import build, open_inputs, run
     from coron3_dask.simulate import simulate_programme
 
@@ -32,9 +40,25 @@ _API = {
     "build": "coron3_dask.pipeline",
     "run": "coron3_dask.pipeline",
     "simulate_programme": "coron3_dask.simulate",
+    "ContrastOptions": "coron3_dask.contrast",
+    "measure_contrast": "coron3_dask.contrast",
+    "read_combined": "coron3_dask.contrast",
+    "write_products": "coron3_dask.contrast",
 }
 
-__all__ = ["Coron3Config", "__version__", "build", "load_config", "open_inputs", "run", "simulate_programme"]
+__all__ = [
+    "ContrastOptions",
+    "Coron3Config",
+    "__version__",
+    "build",
+    "load_config",
+    "measure_contrast",
+    "open_inputs",
+    "read_combined",
+    "run",
+    "simulate_programme",
+    "write_products",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -25,17 +25,17 @@ import xarray as xr
 from dask.delayed import Delayed
 
 from coron3_dask import dq, files, schema
-from coron3_dask.config import Coron3Config, ResampleParams
+from coron3_dask.config import Coron3Config
 from coron3_dask.files import metadata
 from coron3_dask.files.products import Provenance, exposure_product_name, source_product_name
 from coron3_dask.graph_names import name_by_step
+from coron3_dask.resampling import build_i2d, combined_modes
 from coron3_dask.stages.align_refs import align_refs, replace_bad_pixels
 from coron3_dask.stages.klip import klip
 from coron3_dask.stages.outliers import flag_outliers
-from coron3_dask.stages.resample import resample
 from coron3_dask.stages.stack_refs import stack_refs
 from coron3_dask.stages.usable import UsableCheck, after_guard, usable_check, usable_guard
-from coron3_dask.wcs.resample_grid import exposure_pixmap, grid_sregion, resample_grid
+from coron3_dask.subtraction import Subtracted, subtract
 
 __all__ = ["Inputs", "Products", "RunResult", "build", "build_i2d", "open_inputs", "run", "run_record_name"]
 
@@ -113,13 +113,16 @@ class Products:
     psfalign: dict[str, xr.Dataset] = field(default_factory=dict)
     psfsub: dict[str, xr.Dataset] = field(default_factory=dict)
     i2d: dict[str, xr.Dataset] = field(default_factory=dict)
+    #: KL-mode cubes (several truncations, regions or ADI): per exposure (mode, integration, y, x)
+    #: and combined (mode, y, x) on the i2d grid
+    klmodes: dict[str, xr.Dataset] = field(default_factory=dict)
     #: a task that raises :class:`~coron3_dask.kernels.usable.UnusableDataError` when some
     #: integration has no usable pixel; no product is renamed into place before it passes
     guard: Delayed | None = None
 
     def items(self) -> list[tuple[str, str, xr.Dataset]]:
         """``(kind, file name, dataset)`` for every product, in pipeline order."""
-        kinds = ("crfints", "psfstack", "psfalign", "psfsub", "i2d")
+        kinds = ("crfints", "psfstack", "psfalign", "psfsub", "i2d", "klmodes")
         return [(k, name, ds) for k in kinds for name, ds in getattr(self, k).items()]
 
 
@@ -138,71 +141,9 @@ def _zero_bits(exposure: xr.Dataset) -> int:
     return dq.NON_SCIENCE if instrument == "MIRI" else 0
 
 
-def build_i2d(exposures: Sequence[xr.Dataset], params: ResampleParams | None = None) -> xr.Dataset:
-    """Build the lazy i2d of PSF-subtracted exposures: output grid, drizzle graph and metadata.
-
-    Parameters
-    ----------
-    exposures : sequence of xr.Dataset
-        psfsub exposures in ASN order (``sci``, ``dq``, variances; attrs ``sci_header``,
-        ``primary_header``, ``filename``, optionally ``asdf_wcs``).
-    params : ResampleParams, optional
-        Resolved ``resample`` parameters (default: jwst's defaults).
-
-    Returns
-    -------
-    xr.Dataset
-        Lazy ``sci``, ``err``, ``wht``, ``var_*``, ``con`` with the i2d attributes of
-        :func:`coron3_dask.files.metadata.i2d_attributes`; building it reads headers only.
-
-    Raises
-    ------
-    ValueError
-        No exposures, or ``exptime`` weighting without exposure times (naming the file).
-    """
-    params = params or ResampleParams()
-    if not exposures:
-        raise ValueError("resample needs at least one science exposure")
-    shapes = [(int(ds.sizes[schema.Y]), int(ds.sizes[schema.X])) for ds in exposures]
-    n_ints = [int(ds.sizes[schema.INTEGRATION]) for ds in exposures]
-    attrs = [ds.attrs for ds in exposures]
-    grid = resample_grid(
-        attrs,
-        shapes,
-        rotation=params.rotation,
-        pixel_scale_ratio=params.pixel_scale_ratio,
-        pixel_scale=params.pixel_scale,
-        output_shape=params.output_shape,
-        crpix=params.crpix,
-        crval=params.crval,
-    )
-    weighting = [metadata.drizzle_weighting(a, params.weight_type) for a in attrs]
-    pixmap = dask.delayed(exposure_pixmap, pure=True)
-    drizzle: dict[str, Any] = {"pixfrac": params.pixfrac, "kernel": params.kernel, "fillval": params.fillval}
-    i2d = resample(
-        exposures,
-        [pixmap(source, shape, grid.header) for source, shape in zip(grid.sources, shapes, strict=True)],
-        out_shape=grid.shape,
-        pixel_scale_ratio=grid.pixel_scale_ratio,
-        bounds=grid.bounds,
-        exptimes=[w[0] for w in weighting],
-        sky_levels=[w[1] for w in weighting],
-        weight_type=params.weight_type,
-        **drizzle,
-    )
-    i2d.attrs = metadata.i2d_attributes(
-        attrs,
-        n_ints,
-        grid.header,
-        pixel_scale_ratio=grid.pixel_scale_ratio,
-        s_region=grid_sregion(grid, attrs, shapes, n_ints),
-        weight_type=params.weight_type,
-        **drizzle,
-    )
-    return i2d
-
-
-def build(inputs: Inputs, config: Coron3Config) -> Products:
+def build(
+    inputs: Inputs, config: Coron3Config, *, fakes: Callable[[int, xr.DataArray], xr.DataArray] | None = None
+) -> Products:
     """Build every product of one association as lazy xarray datasets.
 
     Parameters
@@ -211,6 +152,10 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
         From :func:`open_inputs`.
     config : Coron3Config
         Resolved parameters.
+    fakes : callable, optional
+        ``fakes(exposure_index, cube) -> cube``: adds fake companions to a cube (injection-recovery;
+        see ``contrast``).  They are added to the science integrations KLIP subtracts and to the
+        ADI self-references; the alignment fits are those of the data without them.
 
     Returns
     -------
@@ -241,30 +186,62 @@ def build(inputs: Inputs, config: Coron3Config) -> Products:
         return after_guard(out, usable_guard(checked))
 
     stack_replaced = replaced(stack, ref_check)
-    to_resample = []
-    for path, exposure, flagged, check in zip(asn.science, inputs.science, science, checks, strict=True):
-        products.crfints[exposure_product_name(path, asn.asn_id, "crfints")] = flagged
-        target = replaced(flagged, ref_check, check)
-        aligned = align_refs(
+    targets = [replaced(f, ref_check, c) for f, c in zip(science, checks, strict=True)]
+    # injection-recovery: fake companions alone, added to what KLIP sees (the alignment fits never see them)
+    alone = None if fakes is None else [fakes(e, xr.zeros_like(t)) for e, t in enumerate(targets)]
+    aligned = []
+    for path, exposure, target in zip(asn.science, inputs.science, targets, strict=True):
+        ds = align_refs(
             target, stack_replaced, stack["err"], inputs.psfmask, align_to=align.align_to, jwst_compat=align.jwst_compat
         )
-        aligned.attrs = {
+        ds.attrs = {
             **stack.attrs,
             "steps": metadata.mark_step(stack.attrs, "align_refs"),
             "align_to": align.align_to,
             "science_sources": [exposure.attrs.get("filename", path.name)],
         }
-        products.psfalign[exposure_product_name(path, asn.asn_id, "psfalign")] = aligned
-        sub = klip(target, aligned["sci"], truncate=config.klip.truncate)
-        psfsub = flagged.assign(sci=sub["sci"], err=sub["err"])
+        products.psfalign[exposure_product_name(path, asn.asn_id, "psfalign")] = ds
+        aligned.append(ds["sci"])
+    if config.klip.official:
+        subjects = targets if alone is None else [t + f for t, f in zip(targets, alone, strict=True)]
+        subs: list[xr.Dataset | Subtracted] = [
+            klip(t, a, truncate=config.klip.numbasis[0]) for t, a in zip(subjects, aligned, strict=True)
+        ]
+    else:
+        subs = list(subtract(targets, aligned, science, inputs.psfmask, config.klip, align, fakes=alone))
+    to_resample = []
+    for path, flagged, sub in zip(asn.science, science, subs, strict=True):
+        products.crfints[exposure_product_name(path, asn.asn_id, "crfints")] = flagged
+        if isinstance(sub, Subtracted):
+            cube = sub.modes.transpose("mode", ...).assign_attrs(flagged.attrs, klip_cards=sub.cards)
+            products.klmodes[exposure_product_name(path, asn.asn_id, "klmodes")] = cube
+            dq_bad = xr.DataArray(
+                np.where(sub.unprocessed, dq.DO_NOT_USE, 0).astype(schema.DQ_DTYPE), dims=schema.FRAME_DIMS
+            )
+            first = sub.modes.isel(mode=0, drop=True)
+            psfsub = flagged.assign(sci=first["sci"], err=first["err"], dq=flagged["dq"] | dq_bad)
+            psfsub.attrs["primary_header"] = {**flagged.attrs["primary_header"], **klip_cards(sub, config)}
+        else:
+            psfsub = flagged.assign(sci=sub["sci"], err=sub["err"])
         psfsub.attrs["steps"] = metadata.mark_step(flagged.attrs, "klip")
         products.psfsub[exposure_product_name(path, asn.asn_id, "psfsub")] = psfsub
         to_resample.append(psfsub)
     if not config.resample.skip:
         i2d = build_i2d(to_resample, config.resample)
         i2d.attrs["steps"] = metadata.mark_step(to_resample[0].attrs, "resample")
+        if subs and isinstance(subs[0], Subtracted):  # how the psfsub were made, on the i2d too
+            i2d.attrs["exposure_cards"] = {**i2d.attrs.get("exposure_cards", {}), **klip_cards(subs[0], config)}
         products.i2d[source_product_name(asn.product_name, config.suffix)] = i2d
+        if products.klmodes:
+            products.klmodes[source_product_name(asn.product_name, "klmodes")] = combined_modes(
+                to_resample, list(products.klmodes.values()), config, i2d
+            )
     return products
+
+
+def klip_cards(sub: Subtracted, config: Coron3Config) -> dict[str, Any]:
+    """Header cards of a non-official KLIP: the reduction's cards and the truncation of the official-layout products."""
+    return {**sub.cards, "KLTRUNC": (str(config.klip.numbasis[0]), "KL modes (first of klip.truncate)")}
 
 
 _NO_REFERENCE = "no usable pixel (all NaN or flagged by align_refs.bad_bits): a reference needs at least one"
@@ -352,6 +329,7 @@ def run(
         record = {
             **provenance.to_dict(),
             "association": str(inputs.association.path),
+            "psfmask": str(inputs.psfmask_path),
             "products": [Path(p).name for p in paths],
             "wall_seconds": round(time.perf_counter() - start, 3),
             "shifts_summary": {n: metadata.shift_summary(p) for n, p in fitted.items()},

@@ -50,8 +50,8 @@ _EXACT = {
 _RULES = (
     ("write", ("write", "preallocate", "finish", "shifts_table")),
     ("resample", ("drizzle", "pixmap", "combine")),
-    ("klip", ("klip",)),
-    ("align_refs", ("align_blocks", "align_one", "median_replace")),
+    ("klip", ("klip", "regions_block", "add_point_sources")),
+    ("align_refs", ("align_blocks", "align_one", "median_replace", "shift_blocks")),
     ("outlier_detection", ("flag_exposure",)),
     (CHECK, ("count_block", "join_counts", "require_usable", "after_guard")),
     ("read", ("read", "load-", "psfmask")),

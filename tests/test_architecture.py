@@ -30,13 +30,16 @@ ALLOWED = {
     "campaign": {"campaign", "pipeline", "files", "config", "analysis", "progress", ""},
     "dashboard": {"dashboard", "campaign", "files", ""},
     "graph_names": {"progress"},
-    "config": {"dq", "files.parameters"},
+    "config": {"config", "dq", "files.parameters"},
     "schema": set(),
     "dq": set(),
     "progress": set(),
     "testing": set(),
-    "pipeline": {"files", "stages", "wcs", "config", "schema", "dq", "graph_names", ""},
-    "__init__": {"config", "pipeline", "simulate"},
+    "pipeline": {"files", "stages", "wcs", "config", "schema", "dq", "graph_names", "resampling", "subtraction", ""},
+    "resampling": {"files", "stages", "wcs", "config", "schema"},
+    "subtraction": {"files", "stages", "wcs", "config", "schema"},
+    "contrast": {"contrast", "pipeline", "analysis", "files", "stages", "wcs", "config", "schema"},
+    "__init__": {"config", "pipeline", "simulate", "contrast"},
 }
 #: calls that open, read, write, move or delete files (attribute or plain name)
 FILE_CALLS = {

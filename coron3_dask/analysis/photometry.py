@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from coron3_dask.analysis.detection import _mawet, aperture_sums
+
 __all__ = ["Detection", "centroid", "companion_snr", "shift_errors"]
 
 
@@ -23,12 +25,6 @@ class Detection:
     noise: float
     snr: float
     n_reference_apertures: int
-
-
-def _aperture_sum(image: NDArray[np.floating], x: float, y: float, radius: float) -> float:
-    yy, xx = np.indices(image.shape)
-    inside = (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
-    return float(np.nansum(image[inside]))
 
 
 def companion_snr(
@@ -59,25 +55,24 @@ def companion_snr(
 
     Notes
     -----
-    Apertures adjacent to the source (within two aperture diameters) are excluded.
+    Apertures adjacent to the source (within two aperture diameters) are excluded.  Aperture sums use exact
+    pixel overlaps and the small-sample statistic of :mod:`coron3_dask.analysis.detection` (NaN pixels count as
+    zero; apertures leaving the frame are dropped).
     """
     x, y = xy
     cx, cy = centre_xy
     sep = float(np.hypot(x - cx, y - cy))
     theta0 = np.arctan2(y - cy, x - cx)
     n = int(np.floor(2 * np.pi * sep / (2 * radius)))
-    sums = []
-    for k in range(2, n - 1):
-        theta = theta0 + 2 * np.pi * k / n
-        ax, ay = cx + sep * np.cos(theta), cy + sep * np.sin(theta)
-        if radius <= ax < image.shape[1] - radius and radius <= ay < image.shape[0] - radius:
-            sums.append(_aperture_sum(image, ax, ay, radius))
-    flux = _aperture_sum(image, x, y, radius)
-    if len(sums) < 3:
+    theta = theta0 + 2 * np.pi * np.arange(2, n - 1) / n
+    filled = np.where(np.isfinite(image), image, 0.0)
+    sums, valid = aperture_sums(filled, cx + sep * np.cos(theta), cy + sep * np.sin(theta), 2 * radius)
+    ref = sums[valid]
+    if len(ref) < 3:
         raise ValueError(f"too few noise apertures at separation {sep:.1f} px")
-    ref = np.asarray(sums)
-    noise = float(ref.std(ddof=1) * np.sqrt(1 + 1 / len(ref)))
-    return Detection(flux - float(ref.mean()), noise, (flux - float(ref.mean())) / noise, len(ref))
+    flux = float(aperture_sums(filled, [x], [y], 2 * radius)[0][0])
+    snr, mean, noise, _ = _mawet(np.array([flux]), ref[None, :])
+    return Detection(flux - float(mean[0]), float(noise[0]), float(snr[0]), len(ref))
 
 
 def centroid(image: NDArray[np.floating], xy: tuple[float, float], *, radius: float = 3.0) -> tuple[float, float]:

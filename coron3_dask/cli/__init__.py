@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from coron3_dask import __version__
-from coron3_dask.cli import associate, campaign, dashboard, options, schedulers
+from coron3_dask.cli import associate, campaign, contrast, dashboard, options, schedulers
 from coron3_dask.progress import LocalProgress, StageBoard
 
 __all__ = ["main"]
@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("asn", type=Path, help="coron3 association JSON file")
     run.add_argument("-o", "--output-dir", type=Path, default=Path(), help="directory for products (default: .)")
     options.processing_args(run)
+    run.add_argument(
+        "--contrast", action="store_true", help="run the contrast step at the end (see `coron3-dask contrast -h`)"
+    )
+    contrast.contrast_args(run)
     schedulers.scheduler_args(run)
 
     sim = sub.add_parser(
@@ -65,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--ref-ints", type=int, default=3, help="integrations per reference exposure (default 3)")
     sim.add_argument("--dither", type=int, default=5, choices=(1, 5, 9), help="reference dither points (default 5)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sim.add_argument("--jitter", type=float, default=0.0, help="per-integration pointing jitter, rms px (default 0)")
 
     demo = sub.add_parser(
         "demo", parents=[common], help="simulate the default programme and run it on a local Dask cluster"
@@ -72,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.description = "Simulate the default programme into DIR/inputs and process it into DIR/products."
     demo.add_argument("--dir", type=Path, default=Path("demo_output"), help="working directory (default demo_output)")
     schedulers.scheduler_args(demo)
+    contrast.add_parser(sub, common)
     campaign.add_parser(sub, common)
     associate.add_parser(sub, common)
     dashboard.add_parser(sub, common)
@@ -91,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     from coron3_dask import pipeline
 
     config = options.config_from(args)
+    if getattr(args, "contrast", False):
+        contrast.check_args(args)
     inputs = pipeline.open_inputs(args.asn, config, psfmask=args.psfmask, crds_path=args.crds_path)
     products = pipeline.build(inputs, config)
     board = None if args.no_progress else StageBoard()
@@ -108,10 +116,13 @@ def _run(args: argparse.Namespace) -> int:
         else:
             with LocalProgress(board) if board else contextlib.nullcontext():
                 result = pipeline.run(inputs, config, args.output_dir, products=products)
-    elapsed = time.perf_counter() - start
-    print(f"Wrote {len(result.paths)} products to {args.output_dir} in {elapsed:.1f} s:")
-    for path in result.paths:
-        print(f"  {path.name}")
+        elapsed = time.perf_counter() - start
+        print(f"Wrote {len(result.paths)} products to {args.output_dir} in {elapsed:.1f} s:")
+        for path in result.paths:
+            print(f"  {path.name}")
+        if getattr(args, "contrast", False):
+            sys.stdout.flush()
+            contrast.run_contrast(args, inputs, config, args.output_dir, client)
     return 0
 
 
@@ -125,10 +136,16 @@ def _simulate(args: argparse.Namespace) -> int:
         n_ref_ints=args.ref_ints,
         n_dither=args.dither,
         seed=args.seed,
+        jitter_px=args.jitter,
     )
+    from coron3_dask import files
+
+    truth = files.read_json(sim.truth_path)
     print(
         f"Simulated programme in {sim.directory}: association {sim.asn_path.name}, "
-        f"{len(sim.science_files)} science + {len(sim.psf_files)} PSF exposures, truth in {sim.truth_path.name}"
+        f"{len(sim.science_files)} science + {len(sim.psf_files)} PSF exposures, truth in {sim.truth_path.name}\n"
+        f"For the contrast step: --psf-model {sim.psf_model_path} --host-flux {truth['host_flux_image_units']:.6g} "
+        + " ".join(f"--companion {c['separation_arcsec']:g},{c['position_angle_deg']:g}" for c in truth["companions"])
     )
     return 0
 
@@ -169,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "simulate": _simulate,
         "demo": _demo,
         "associate": associate.handle,
+        "contrast": contrast.handle,
         "dashboard": dashboard.handle,
     }
     try:

@@ -25,6 +25,7 @@ from dask.delayed import Delayed
 
 from coron3_dask import schema
 from coron3_dask.files import fits_stream, write_tasks
+from coron3_dask.files.product_tables import klmodes_table, shifts_table
 from coron3_dask.files.products import Provenance, clean_header, product_primary, provenance_table
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "plan",
     "remove_partials",
     "remove_stale_partials",
-    "shifts_table",
     "stream_product",
 ]
 
@@ -214,42 +214,6 @@ def stream_product(
     return finish(str(tmp), str(path), tuple(tables), expected, after, *tables.values(), *written), tmp
 
 
-def shifts_table(shifts: np.ndarray, ref_source: np.ndarray, ref_int: np.ndarray) -> np.ndarray:
-    """Rows ``(integration, ref, ref_source, ref_int, sx, sy, beta)`` for the SHIFTS extension.
-
-    Parameters
-    ----------
-    shifts : ndarray, (integration, ref, 3)
-        Fitted (sx, sy, beta); for ``align_to="first"`` the one integration is integration 0.
-    ref_source, ref_int : ndarray, (ref,)
-        Each reference plane's PSF file name and integration number.
-
-    Returns
-    -------
-    ndarray
-        Structured array, one row per fitted pair.
-    """
-    n_int, n_ref = shifts.shape[:2]
-    table = np.zeros(
-        n_int * n_ref,
-        dtype=[
-            ("integration", "i4"),
-            ("ref", "i4"),
-            ("ref_source", "S64"),
-            ("ref_int", "i4"),
-            ("sx", "f8"),
-            ("sy", "f8"),
-            ("beta", "f8"),
-        ],
-    )
-    table["integration"] = np.repeat(np.arange(n_int), n_ref)
-    table["ref"] = np.tile(np.arange(n_ref), n_int)
-    table["ref_source"] = np.tile(np.asarray(ref_source, dtype="S64"), n_int)
-    table["ref_int"] = np.tile(np.asarray(ref_int), n_int)
-    table["sx"], table["sy"], table["beta"] = shifts.reshape(-1, 3).T
-    return table
-
-
 def _extensions(ds: xr.Dataset, names: tuple[str, ...], sci_header: Mapping[str, Any]) -> dict[str, Any]:
     bunit = sci_header.get("BUNIT", "MJy/sr")
     units = {"sci": sci_header, "err": {"BUNIT": bunit}}
@@ -258,6 +222,26 @@ def _extensions(ds: xr.Dataset, names: tuple[str, ...], sci_header: Mapping[str,
         for v in names
         if v in ds
     }
+
+
+def _klmodes_layout(ds: xr.Dataset, first: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Model, primary cards and extensions of a KL-mode cube (per exposure or combined)."""
+    cards = {
+        **ds.attrs.get("klip_cards", {}),
+        "KLTRUNC": (
+            ",".join(str(int(k)) for k in ds["truncation"].values),
+            "KL modes of the planes (KLMODES table)",
+        ),
+    }
+    if schema.INTEGRATION in ds.dims:  # (mode, integration, y, x)
+        return (
+            "KLModeQuadModel",
+            {**ds.attrs["primary_header"], **cards},
+            _extensions(ds, ("sci", "err"), clean_header(ds.attrs["sci_header"])),
+        )
+    sci_header = {"BUNIT": ds.attrs.get("BUNIT", "MJy/sr"), **ds.attrs["wcs_header"], **ds.attrs.get("sci_cards", {})}
+    primary = {**first["primary_header"], **ds.attrs.get("exposure_cards", {}), **cards}
+    return "KLModeCubeModel", primary, _extensions(ds, ("sci", "err", "wht"), sci_header)
 
 
 def _psfalign_layout(ds: xr.Dataset) -> tuple[str, xr.Dataset]:
@@ -322,7 +306,7 @@ def plan(
     for kind, name, ds in products.items():
         if kind == "crfints" and not save_crfints:
             continue
-        if kind == "i2d":
+        if kind == "i2d" or (kind == "klmodes" and schema.INTEGRATION not in ds.dims):
             sources = [p.name for p in asn.science]
         elif kind in ("psfstack", "psfalign"):
             sources = [*ds.attrs.get("science_sources", []), *dict.fromkeys(ds["source"].values.tolist())]
@@ -338,6 +322,11 @@ def plan(
             model, layout = _psfalign_layout(ds)
             sci_header = clean_header(ds.attrs["sci_header"])
             extensions = _extensions(layout, ("sci", "err"), sci_header)
+        elif kind == "klmodes":
+            model, primary_cards, extensions = _klmodes_layout(ds, inputs.science[0].attrs)
+            tables["KLMODES"] = klmodes_table(ds)
+            if schema.INTEGRATION in ds.dims:
+                tables["INT_TIMES"] = _int_times(ds)
         elif kind == "i2d":
             first = inputs.science[0].attrs
             primary_cards = {**first["primary_header"], **ds.attrs.get("exposure_cards", {})}
@@ -354,7 +343,7 @@ def plan(
             if kind != "psfstack":
                 tables["INT_TIMES"] = _int_times(ds)
         primary = product_primary(
-            primary_cards if kind == "i2d" else ds.attrs["primary_header"],
+            primary_cards if kind in ("i2d", "klmodes") else ds.attrs["primary_header"],
             filename=name,
             datamodel=model,
             steps=steps,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["klip_model", "klip_one", "klip_subtract", "project"]
+__all__ = ["klip_model", "klip_modes", "klip_one", "klip_subtract", "project"]
 
 
 def project(vectors: NDArray[np.float64], basis: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -77,11 +77,19 @@ def klip_model(
     normalised to unit norm), accumulated over pixel blocks; results agree with the
     one-shot computation to float64 round-off.
     """
+    basis, errs = _model(refs, (truncate,), block)
+    return basis, errs[0]
+
+
+def _model(
+    refs: NDArray[np.floating], truncations: tuple[int, ...], block: int
+) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
+    """KL basis for ``max(truncations)`` modes and the error image of each truncation."""
     n_ref = len(refs)
     if n_ref < 2:
         raise ValueError(f"KLIP needs at least 2 reference images, got {n_ref}")
-    if truncate < 0:
-        raise ValueError(f"KLIP truncate must be >= 0, got {truncate}")
+    if min(truncations) < 0:
+        raise ValueError(f"KLIP truncate must be >= 0, got {min(truncations)}")
     flat = np.asarray(refs).reshape(n_ref, -1)
     npix = flat.shape[1]
     blocks = _blocks(npix, block)
@@ -95,18 +103,19 @@ def klip_model(
         c = centred(sl)
         cov += c @ c.T
     eigval, eigvect = np.linalg.eigh(cov / (npix - 1))
-    vectors = eigvect[:, eigval.argsort()[::-1]].T[:truncate]
+    vectors = eigvect[:, eigval.argsort()[::-1]].T[: max(truncations)]
     basis = np.empty((len(vectors), npix))
     for sl in blocks:
         basis[:, sl] = vectors @ centred(sl)
     basis /= np.linalg.norm(basis, axis=1, keepdims=True)
-    coeffs = np.zeros((n_ref, len(basis)))
-    for sl in blocks:
-        coeffs += centred(sl) @ basis[:, sl].T
-    err = np.empty(npix, dtype=np.float32)
-    for sl in blocks:
-        err[sl] = (centred(sl) - coeffs @ basis[:, sl]).std(axis=0)
-    return basis, err.reshape(refs.shape[1:])
+    errs = np.empty((len(truncations), npix), dtype=np.float32)
+    for m, k in enumerate(truncations):  # coefficients per truncation: each as a single-truncation run
+        coeffs = np.zeros((n_ref, len(basis[:k])))
+        for sl in blocks:
+            coeffs += centred(sl) @ basis[:k, sl].T
+        for sl in blocks:
+            errs[m, sl] = (centred(sl) - coeffs @ basis[:k, sl]).std(axis=0)
+    return basis, errs.reshape(len(truncations), *refs.shape[1:])
 
 
 def klip_subtract(target: NDArray[np.floating], basis: NDArray[np.float64]) -> NDArray[np.float32]:
@@ -171,3 +180,46 @@ def klip_one(
     """
     basis, err = klip_model(refs, truncate=truncate)
     return klip_subtract(target, basis), err
+
+
+def klip_modes(
+    target: NDArray[np.floating], refs: NDArray[np.floating], *, numbasis: tuple[int, ...]
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """KLIP-subtract one frame for several truncations from one KL basis.
+
+    Parameters
+    ----------
+    target : ndarray, (...)
+        Science pixels: a (y, x) frame or the (npix,) pixels of one optimisation region.
+    refs : ndarray, (ref, ...)
+        Aligned references on the same pixels.
+    numbasis : tuple of int
+        Numbers of KL modes kept (pyKLIP's ``numbasis``); each is clipped to the number of
+        references, as in jwst and pyKLIP.
+
+    Returns
+    -------
+    sci : ndarray, (mode, ...) float32
+        ``(target - mean(target)) - projection`` on the first ``k`` modes, per ``k``.
+    err : ndarray, (mode, ...) float32
+        jwst's KLIP error image per truncation (see :func:`klip_model`).
+
+    Notes
+    -----
+    The basis is computed once, for ``max(numbasis)`` modes; a truncation uses its leading
+    rows.  The arithmetic per truncation is that of :func:`klip_one`.  pyKLIP's
+    ``klip_math`` projects the mean-subtracted target and normalises the KL vectors by
+    ``1 / sqrt(eigenvalue (npix - 1))``; both are the same numbers up to round-off (KL vectors
+    have zero mean and that normalisation gives them unit norm).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> refs = rng.normal(size=(6, 50))
+    >>> sci, err = klip_modes(refs[0] + 0.1 * rng.normal(size=50), refs, numbasis=(1, 6))
+    >>> sci.shape, bool(np.abs(sci[1]).std() < np.abs(sci[0]).std())
+    ((2, 50), True)
+    """
+    basis, errs = _model(refs, tuple(numbasis), 32768)
+    sci = np.stack([klip_subtract(target, basis[:k]) for k in numbasis])
+    return sci, errs

@@ -2,7 +2,8 @@
 
 :func:`exposure_headers` and :func:`int_times` build the keywords and the ``INT_TIMES``
 table of one ``_calints.fits`` (written by :func:`~coron3_dask.simulate.simulate_programme`);
-:func:`write_products` writes the PSFMASK reference file, the coron3 association and
+:func:`write_products` writes the PSFMASK reference file, the contrast-calibration files
+(``<product>_psfmodel.fits``, ``<product>_transmission.fits``), the coron3 association and
 ``truth.json`` and returns the :class:`SimulatedProgramme`.
 """
 
@@ -20,7 +21,8 @@ from numpy.typing import NDArray
 
 from coron3_dask import dq, files
 from coron3_dask.files import records
-from coron3_dask.simulate.instrument import psfmask
+from coron3_dask.simulate.instrument import psf_model, psfmask, transmission_map
+from coron3_dask.simulate.optics import Coronagraph
 from coron3_dask.simulate.plan import ASN_ID, PROGRAM, Exposure, exposure_times
 from coron3_dask.simulate.presets import Companion, Preset
 from coron3_dask.wcs.tan import pixel_to_sky
@@ -33,7 +35,11 @@ POOL = f"jw{PROGRAM}_20231221t060000_pool.csv"
 
 @dataclass(frozen=True)
 class SimulatedProgramme:
-    """Paths of a simulated programme."""
+    """Paths of a simulated programme.
+
+    ``psf_model_path`` and ``transmission_path`` are the contrast-calibration files (the
+    normalised off-axis PSF and the mask's intensity transmission on the detector grid).
+    """
 
     directory: Path
     asn_path: Path
@@ -43,6 +49,8 @@ class SimulatedProgramme:
     psf_files: tuple[Path, ...]
     product_name: str
     asn_id: str
+    psf_model_path: Path | None = None
+    transmission_path: Path | None = None
 
 
 def subarray_cards(p: Preset) -> dict[str, Any]:
@@ -223,8 +231,14 @@ def write_products(
     dq_frame: NDArray[np.uint32],
     ratio: float,
     flux: float,
+    optics: Coronagraph,
+    static: NDArray[np.float64],
 ) -> SimulatedProgramme:
-    """Write the PSFMASK, the association and truth.json.
+    """Write the PSFMASK, the contrast-calibration files, the association and truth.json.
+
+    ``optics`` and ``static`` (the seed's static aberration) give the off-axis PSF model and the
+    mask transmission map; the other arguments are what :func:`~coron3_dask.simulate.simulate_programme`
+    planned and simulated.
 
     Returns
     -------
@@ -287,6 +301,8 @@ def write_products(
         ],
     }
     asn_path = out / f"jw{PROGRAM}-{ASN_ID}_{dt.date(2023, 12, 21):%Y%m%d}t060000_coron3_00001_asn.json"
+    psf_path, trans_path, fwhm, frac = _write_calibration(out, p, product, optics, static)
+    host = flux * p.photmjsr / p.gain  # SCI = e- per integration * PHOTMJSR / (EFFINTTM * GAIN)
     truth = {
         "seed": params["seed"],
         "parameters": params,
@@ -301,10 +317,17 @@ def write_products(
         "bad_pixels_yx": bad,
         "non_science_columns": p.non_science_columns,
         "companions": [
-            {**dataclasses.asdict(c), "ra": ra, "dec": dec} for c, (ra, dec) in zip(comps, sky, strict=True)
+            {**dataclasses.asdict(c), "ra": ra, "dec": dec, "flux_image_units": c.contrast * host}
+            for c, (ra, dec) in zip(comps, sky, strict=True)
         ],
         "exposures": exposures,
         "cosmic_rays": cosmic,
+        "psf_model_file": psf_path.name,
+        "psf_model_fraction": frac,
+        "transmission_file": trans_path.name,
+        "host_flux_image_units": host,
+        "reference_flux_image_units": host * ratio,
+        "fwhm_px": fwhm,
     }
     truth_path = out / "truth.json"
     for path, obj in ((asn_path, asn), (truth_path, truth)):
@@ -318,4 +341,52 @@ def write_products(
         psf_files=tuple(out / e.file for e in plan if e.is_psf),
         product_name=product,
         asn_id=ASN_ID,
+        psf_model_path=psf_path,
+        transmission_path=trans_path,
     )
+
+
+def _write_calibration(
+    out: Path, p: Preset, product: str, optics: Coronagraph, static: NDArray[np.float64]
+) -> tuple[Path, Path, float, float]:
+    """Write ``<product>_psfmodel.fits`` and ``<product>_transmission.fits``; return their paths, FWHM and PSFFRAC."""
+    psf, fwhm = psf_model(optics, static)
+    frac = float(psf.sum())
+    common = {
+        "DATE": "2023-12-01T00:00:00.000",
+        "ORIGIN": "coron3_dask.simulate",
+        "TELESCOP": "JWST",
+        "INSTRUME": p.instrument,
+        "DETECTOR": p.detector,
+        "FILTER": p.filter,
+        "PUPIL": p.pupil,
+        "CORONMSK": p.coronmsk,
+        "PIXSCALE": (p.pixel_scale_arcsec, "[arcsec] pixel scale"),
+        "WAVELEN": (p.wavelength_um, "[um] wavelength of the monochromatic model"),
+    }
+    psf_path = out / f"{product}_psfmodel.fits"
+    files.write_fits(
+        psf_path,
+        {
+            "FILENAME": psf_path.name,
+            **common,
+            "FWHM": (fwhm, "[px] measured FWHM, pixel-integrated"),
+            "PSFFRAC": (frac, "energy fraction in this cut-out"),
+            "COMMENT": "Unocculted off-axis PSF through the Lyot stop, pixel-integrated, static aberration of "
+            "this seed; normalised so that the total (untruncated) off-axis PSF sums to 1; centred on the "
+            "central pixel.",
+        },
+        [files.Extension("SCI", psf)],
+    )
+    trans_path = out / f"{product}_transmission.fits"
+    files.write_fits(
+        trans_path,
+        {
+            "FILENAME": trans_path.name,
+            **common,
+            "COMMENT": "Intensity transmission of the coronagraphic focal-plane mask at every detector pixel "
+            "centre (pointing offset 0): the factor applied to companions' flux in the simulation.",
+        },
+        [files.Extension("SCI", transmission_map(optics), {"BUNIT": "UNITLESS"})],
+    )
+    return psf_path, trans_path, fwhm, frac

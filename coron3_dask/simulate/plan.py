@@ -69,6 +69,8 @@ def plan_exposures(
     rng: np.random.Generator,
     pointing: tuple[float, float],
     drift: float,
+    jitter: float = 0.0,
+    jitter_rng: np.random.Generator | None = None,
 ) -> list[Exposure]:
     """Exposures in time order: the reference's dither points, then one science exposure per roll.
 
@@ -90,6 +92,10 @@ def plan_exposures(
         Range of the per-exposure pointing offset magnitude, px.
     drift : float
         Largest linear pointing drift per integration, px.
+    jitter : float
+        rms per axis (px) of a Gaussian pointing jitter added to every integration's offset.
+    jitter_rng : numpy.random.Generator, optional
+        Jitter stream, drawn from (in time order) only if ``jitter > 0``.
 
     Returns
     -------
@@ -111,6 +117,11 @@ def plan_exposures(
         rate, rang = rng.uniform(0, drift), rng.uniform(0, 2 * math.pi)
         base = mag * np.array([math.sin(ang), math.cos(ang)]) + dith
         ramp = (np.arange(nints) - (nints - 1) / 2)[:, None] * rate * np.array([math.sin(rang), math.cos(rang)])
+        offset = base + ramp
+        if jitter > 0:
+            if jitter_rng is None:
+                raise ValueError("jitter > 0 needs jitter_rng")
+            offset = offset + jitter_rng.normal(0.0, jitter, (nints, 2))
         number = k + 1 if is_psf else 1
         act = "0a" if is_psf else "08"
         name = f"jw{PROGRAM}{obs:03d}001_031{act}_{number:05d}_{p.detector.lower()}_calints.fits"
@@ -124,7 +135,7 @@ def plan_exposures(
                 _ROLL0 + (3.0 if is_psf else k * roll_sep),
                 _REFSTAR if is_psf else TARGET,
                 star_flux * (ref_ratio if is_psf else 1.0),
-                base + ramp,
+                offset,
                 (k + 1 if is_psf else 1, (float(dith[0]), float(dith[1]))),
                 start,
             )

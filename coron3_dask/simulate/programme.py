@@ -3,6 +3,7 @@
 :func:`simulate_programme` writes, for one target observed at ``n_rolls`` telescope rolls
 and one PSF reference star on a small-grid dither, one ``_calints.fits`` per exposure
 (real names, keywords, SCI/ERR/DQ/VAR_*/AREA/INT_TIMES), a PSFMASK reference file, the
+contrast-calibration files (normalised off-axis PSF model, mask transmission map), the
 coron3 association JSON and ``truth.json`` with everything a test needs.
 
 Model (optics in :mod:`coron3_dask.simulate.optics`):
@@ -17,7 +18,8 @@ Model (optics in :mod:`coron3_dask.simulate.optics`):
 * **Pointing**: per-exposure offsets of 0.05-0.5 px in a random direction, the reference's
   small-grid dither (20 mas steps: 5-point box = centre + 4 corners, 9-point = 3x3 grid; NIRCam's
   real 9-POINT-CIRCLE puts the outer points on a circle), and a linear drift over the integrations (zero mean
-  per exposure).  *Simplification*: an offset is a pure detector-plane shift of the whole
+  per exposure), plus optional Gaussian jitter per integration (``jitter_px``, its own random stream).
+  *Simplification*: an offset is a pure detector-plane shift of the whole
   image (a Fourier phase ramp; the star-vs-mask decentring is neglected), so the star in
   integration ``i`` sits at ``mask_center + (dy_i, dx_i)`` exactly and the shift aligning
   reference ``m`` to science ``i`` is ``offset_i - offset_m``.
@@ -95,6 +97,8 @@ def simulate_programme(
     speckle_drift_nm: tuple[float, float] = (2.0, 0.3),
     pointing_offset_px: tuple[float, float] = (0.05, 0.5),
     drift_px_per_int: float = 0.02,
+    jitter_px: float = 0.0,
+    background: float | None = None,
 ) -> SimulatedProgramme:
     """Simulate a coronagraphic programme and write it to ``out_dir`` exposure by exposure.
 
@@ -136,6 +140,12 @@ def simulate_programme(
         Range of the per-exposure pointing offset magnitude, px.
     drift_px_per_int : float
         Largest linear pointing drift per integration, px.
+    jitter_px : float
+        rms per axis (px) of a random pointing jitter added to every integration's offset (science and
+        reference), drawn from its own stream; 0 (default) leaves every other draw and file unchanged.
+    background : float, optional
+        Sky background, e-/s/pixel (default: the preset's); 0 models data whose background was
+        subtracted before stage 3 (as MIRI coronagraphy does with background observations).
 
     Returns
     -------
@@ -160,7 +170,9 @@ def simulate_programme(
     _check("bad_pixel_fraction", 0 <= bad_pixel_fraction <= 0.05, "in [0, 0.05]")
     _check("ref_flux_ratio", ref_flux_ratio is None or ref_flux_ratio > 0, "> 0")
     _check("star_flux", star_flux is None or star_flux > 0, "> 0")
+    _check("background", background is None or (math.isfinite(background) and background >= 0), "finite and >= 0")
     _check("read_noise, flat_error, drift_px_per_int", min(read_noise, flat_error, drift_px_per_int) >= 0, ">= 0")
+    _check("jitter_px", isinstance(jitter_px, int | float) and 0 <= jitter_px < math.inf, "finite and >= 0")
     _check("speckle_drift_nm", len(speckle_drift_nm) == 2 and min(speckle_drift_nm) >= 0, "two values >= 0")
     _check("pointing_offset_px", 0 <= pointing_offset_px[0] <= pointing_offset_px[1], "(low, high), 0 <= low <= high")
     comps = DEFAULT_COMPANIONS if companions is None else tuple(companions)
@@ -186,6 +198,8 @@ def simulate_programme(
         rng=rngs["pointing"],
         pointing=pointing_offset_px,
         drift=drift_px_per_int,
+        jitter=float(jitter_px),
+        jitter_rng=rngs["jitter"],
     )
     optics = coronagraph(p)
     static = static_aberration(optics, seed)
@@ -193,7 +207,8 @@ def simulate_programme(
     flat = 1 + flat_error * rngs["badpix"].standard_normal(p.shape)
     ny, nx = p.shape
     yy, xx = np.indices(p.shape, dtype=float)
-    bkg = p.background * (1 + 0.05 * (xx - nx / 2) / nx + 0.03 * (yy - ny / 2) / ny)
+    sky_level = p.background if background is None else background
+    bkg = sky_level * (1 + 0.05 * (xx - nx / 2) / nx + 0.03 * (yy - ny / 2) / ny)
     area = (1 + 2e-3 * (xx - nx / 2) / nx - 1e-3 * (yy - ny / 2) / ny).astype(schema.FLOAT_DTYPE)
     _, eff, t_int = exposure_times(p)
     conv = p.photmjsr / (eff * p.gain)  # e- per integration -> MJy/sr
@@ -295,7 +310,7 @@ def simulate_programme(
                 "companions": comp_truth,
             }
         )
-    return write_products(out, p, plan, params, comps, sky, exposures, cosmic, dq_frame, ratio, flux)
+    return write_products(out, p, plan, params, comps, sky, exposures, cosmic, dq_frame, ratio, flux, optics, static)
 
 
 def _check(name: str, ok: bool, what: str) -> None:

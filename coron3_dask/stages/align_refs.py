@@ -8,8 +8,9 @@ import xarray as xr
 from coron3_dask import schema
 from coron3_dask.kernels import align as kernel
 from coron3_dask.kernels import median_replace
+from coron3_dask.kernels.shift import shift_stack
 
-__all__ = ["PARAMS", "align_refs", "replace_bad_pixels"]
+__all__ = ["PARAMS", "align_refs", "apply_shifts", "replace_bad_pixels"]
 
 #: names of the fitted parameters on the ``param`` dimension of ``shifts``
 PARAMS = ("sx", "sy", "beta")
@@ -161,3 +162,41 @@ def align_refs(
     )
     ref_coords = {k: c for k, c in refs.coords.items() if c.dims == (schema.REF,)}
     return out.assign_coords({"param": list(PARAMS), **ref_coords})
+
+
+def _shift_blocks(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Task: shift a block of frames by the negated fitted shifts of one integration's fits."""
+    frame = frames.shape[-2:]
+    n_int = shifts.shape[0]
+    flat, params = frames.reshape(-1, *frame), shifts.reshape(n_int, -1, shifts.shape[-1])
+    out = [shift_stack(flat, -p[:, 0], -p[:, 1]) for p in params]
+    return np.stack(out).reshape(n_int, *frames.shape[-3:])
+
+
+def apply_shifts(frames: xr.DataArray, shifts: xr.DataArray) -> xr.DataArray:
+    """Move frames as ``align_refs`` moved the references it fitted (the same shifts, no new fit).
+
+    Parameters
+    ----------
+    frames : xr.DataArray, (ref, y, x)
+        Images on the references' detector frames (e.g. fake companions alone).
+    shifts : xr.DataArray, (integration, ref, param)
+        ``align_refs``'s fitted ``(sx, sy, beta)``.
+
+    Returns
+    -------
+    xr.DataArray, (integration, ref, y, x) float32
+        Each frame shifted by ``(-sx, -sy)`` of each integration's fit (``beta`` is not applied,
+        as in ``align_refs``).
+    """
+    frame = list(schema.FRAME_DIMS)
+    out = xr.apply_ufunc(
+        _shift_blocks,
+        frames.reset_coords(drop=True).chunk({schema.REF: -1, **{d: -1 for d in frame}}),
+        shifts.reset_coords(drop=True).chunk({schema.INTEGRATION: 1, schema.REF: -1, "param": -1}),
+        input_core_dims=[[schema.REF, *frame], [schema.REF, "param"]],
+        output_core_dims=[[schema.REF, *frame]],
+        dask="parallelized",
+        output_dtypes=[np.float32],
+    )
+    return out.transpose(schema.INTEGRATION, schema.REF, *frame)
