@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,10 @@ def check_scheduler(args: argparse.Namespace) -> None:
         )
 
 
+#: seconds between progress-bar updates from the scheduler
+_BAR_INTERVAL = 0.25
+
+
 def distributed_compute(client: Any, board: StageBoard | None) -> Callable[..., Sequence[Any]]:
     """Submit the graph to the cluster (no client-side gathering of pixels), with progress."""
     import threading
@@ -183,7 +188,7 @@ def distributed_compute(client: Any, board: StageBoard | None) -> Callable[..., 
     def compute(*collections: Any) -> Sequence[Any]:
         futures = client.compute(list(collections), optimize_graph=False)
         if board is not None:
-            bar = _Bar(futures, client.scheduler.address, group_by=stage_of, complete=True, interval="250ms")
+            bar = _Bar(futures, client.scheduler.address, group_by=stage_of, complete=True, interval=_BAR_INTERVAL)
             client.loop.add_callback(bar.listen)
         try:
             results = list(client.gather(futures))
@@ -198,6 +203,11 @@ def distributed_compute(client: Any, board: StageBoard | None) -> Callable[..., 
             stopped.set()
             board.update(board.all, {})
             board.draw(final=True)
+            comm = getattr(bar, "comm", None)
+            if comm is not None:
+                client.loop.add_callback(comm.close)
+        if board is not None:  # the scheduler's feed of the bar ends at its next tick (a closing in-process
+            time.sleep(_BAR_INTERVAL + 0.05)  # cluster would cancel it mid-sleep and log a CancelledError)
         return results
 
     return compute
