@@ -112,17 +112,13 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def run_contrast(args: argparse.Namespace, inputs: Any, config: Any, run_dir: Path, client: Any) -> int:
-    """Measure and write the contrast products of a run (``contrast`` and ``run --contrast``)."""
+    """Measure and write the contrast products of a run (``contrast`` and ``run --contrast``, after ``check_args``)."""
     import numpy as np
 
     from coron3_dask import contrast, files
     from coron3_dask.files import contrast_products
     from coron3_dask.files.products import Provenance
 
-    if args.psf_model is None or args.host_flux is None:
-        raise files.InputError(
-            "the contrast step needs an off-axis PSF model and the host flux: --psf-model FILE --host-flux F"
-        )
     psf, header = contrast_products.read_psf_model(args.psf_model)
     fwhm = args.fwhm or header.get("FWHM")
     if not fwhm:

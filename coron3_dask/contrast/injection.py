@@ -12,7 +12,7 @@ from coron3_dask import pipeline
 from coron3_dask.analysis import contrast as stats
 from coron3_dask.analysis.detection import measure_companion
 from coron3_dask.config import Coron3Config
-from coron3_dask.contrast.model import CombinedImage, ContrastOptions, Sky, pixel_scale_arcsec, star_xy
+from coron3_dask.contrast.model import CombinedImage, ContrastOptions, Sky
 from coron3_dask.files import metadata
 from coron3_dask.files.products import source_product_name
 from coron3_dask.stages.inject import inject_companions
@@ -135,14 +135,14 @@ def injection_recovery(
     step = np.arange(radii[0], radii[-1] - fwhm, fwhm)
     sets = _injection_sets(step, options.branches)
     fluxes = np.interp(step, radii, level) * options.fake_snr / stats.aperture_fraction(psf, fwhm)
-    scale = pixel_scale_arcsec(image)
+    scale = sky.pixel_scale_arcsec
     name = source_product_name(inputs.association.product_name, image.kind)
     transmission = np.asarray(inputs.psfmask) if options.transmission is None else options.transmission  # read once
     lazy = []
     for fakes in sets:
         builder = _fake_builder(inputs, fakes, np.interp([r for r, _ in fakes], step, fluxes), scale, psf, transmission)
         lazy.append(_combined(pipeline.build(inputs, config, fakes=builder), name, image.kind))
-    center = star_xy(image)
+    center = sky.star
     records = []
     for fakes, injected in zip(sets, compute(*lazy), strict=True):
         for sep, pa in fakes:

@@ -20,8 +20,6 @@ from coron3_dask.contrast.model import (
     ContrastResult,
     Sky,
     mask_sources,
-    pixel_scale_arcsec,
-    star_xy,
 )
 from coron3_dask.files import metadata
 
@@ -91,7 +89,8 @@ def measure_contrast(
     compute = compute or (lambda *c: dask.compute(*c, optimize_graph=False))
     if not options.host_flux > 0:
         raise ValueError(f"the host star flux must be > 0, got {options.host_flux}")
-    sky, center, scale = Sky(image), star_xy(image), pixel_scale_arcsec(image)
+    sky = Sky(image)
+    center, scale = sky.star, sky.pixel_scale_arcsec
     detector = float(np.sqrt(float(metadata.card(inputs.science[0].attrs, "PIXAR_A2") or scale**2)))
     if abs(scale / detector - 1) > 0.01:  # the PSF model, FWHM and fluxes are on the detector's pixels
         raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from coron3_dask.wcs.input_wcs import radec_to_pixel, wcs_from_header
 from coron3_dask.wcs.output_grid import mean_pixel_scale
 from coron3_dask.wcs.tan import offset_sky
 
-__all__ = ["CombinedImage", "ContrastOptions", "ContrastResult", "Sky", "mask_sources", "pixel_scale_arcsec", "star_xy"]
+__all__ = ["CombinedImage", "ContrastOptions", "ContrastResult", "Sky", "mask_sources"]
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,11 @@ class ContrastResult:
 
 @dataclass(frozen=True)
 class Sky:
-    """The combined image's geometry: star pixel, pixel scale, and sky offsets to pixels."""
+    """The combined image's geometry: its WCS (built once), the star's pixel, the pixel scale, sky offsets to pixels."""
 
     image: CombinedImage
 
-    @property
+    @functools.cached_property
     def wcs(self) -> Any:
         """The image's FITS WCS."""
         return wcs_from_header(self.image.sci_header)
@@ -79,22 +80,21 @@ class Sky:
         """Target (RA, Dec), degrees."""
         return float(self.image.primary_header["TARG_RA"]), float(self.image.primary_header["TARG_DEC"])
 
+    @property
+    def star(self) -> tuple[float, float]:
+        """Pixel (x, y) of the target star (TARG_RA/TARG_DEC through the image's WCS)."""
+        x, y = radec_to_pixel(self.wcs, *self.target)
+        return float(x), float(y)
+
+    @property
+    def pixel_scale_arcsec(self) -> float:
+        """Mean pixel scale of the image, arcsec (``wcs.output_grid.mean_pixel_scale``)."""
+        return mean_pixel_scale(self.wcs, self.image.planes.shape[-2:]) * 3600.0
+
     def pixel(self, sep_arcsec: float, pa_deg: float) -> tuple[float, float]:
         """Pixel (x, y) of a sky offset from the target (separation, position angle east of north)."""
         x, y = radec_to_pixel(self.wcs, *offset_sky(*self.target, sep_arcsec, pa_deg))
         return float(x), float(y)
-
-
-def star_xy(image: CombinedImage) -> tuple[float, float]:
-    """Pixel (x, y) of the target star (TARG_RA/TARG_DEC through the image's WCS)."""
-    wcs = wcs_from_header(image.sci_header)
-    x, y = radec_to_pixel(wcs, float(image.primary_header["TARG_RA"]), float(image.primary_header["TARG_DEC"]))
-    return float(x), float(y)
-
-
-def pixel_scale_arcsec(image: CombinedImage) -> float:
-    """Mean pixel scale of the image, arcsec (``wcs.output_grid.mean_pixel_scale``)."""
-    return mean_pixel_scale(wcs_from_header(image.sci_header), image.planes.shape[-2:]) * 3600.0
 
 
 def mask_sources(planes: np.ndarray, positions: Sequence[tuple[float, float]], radius: float) -> np.ndarray:

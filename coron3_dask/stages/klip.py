@@ -106,16 +106,17 @@ def _regions_block(
     a region with fewer than two usable references is NaN (pyKLIP leaves it unprocessed).
     """
     frame = target.shape[-2:]
-    t, m = target.reshape(frame), mask.reshape(frame)
-    refs = library.reshape(-1, *frame)[use.reshape(-1)]
+    t, m, chosen = target.reshape(frame), mask.reshape(frame), use.reshape(-1)
+    frames = library.reshape(-1, *frame)
     sci = np.zeros((len(numbasis), *frame), dtype=np.float32)
     err = np.zeros_like(sci)
-    if len(refs) < 2:
+    if chosen.sum() < 2:
         sci[:, m] = err[:, m] = np.nan
     elif m.all():  # the whole frame: jwst's arithmetic on the frames themselves, bit for bit
-        sci[:], err[:] = kernel.klip_modes(t, refs, numbasis=numbasis)
-    else:
-        sci[:, m], err[:, m] = kernel.klip_modes(t[m], refs[:, m], numbasis=numbasis)
+        sci[:], err[:] = kernel.klip_modes(t, frames[chosen], numbasis=numbasis)
+    else:  # the region's pixels of the chosen frames, copied once
+        refs = frames.reshape(len(frames), -1)[np.ix_(chosen, m.reshape(-1))]
+        sci[:, m], err[:, m] = kernel.klip_modes(t[m], refs, numbasis=numbasis)
     return sci[None, None], err[None, None]
 
 
